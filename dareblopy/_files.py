@@ -1,0 +1,326 @@
+"""Files and the virtual file system (the VFS of libdbr)."""
+from __future__ import annotations
+
+import enum
+import os
+import threading
+from typing import List, Optional, Union
+
+import numpy as np
+
+from ._buffers import as_uint8_out, cells, encode_path, new_bytes, resolve_shape
+from ._errors import UnsupportedError, check, error_from_code
+from ._ffi import ffi, lib
+
+PathLike = Union[str, bytes, os.PathLike]
+
+
+class Mode(enum.IntEnum):
+    """Open modes, as in DareBlopy.  libdbr reads; only ``read`` is accepted."""
+
+    read = 0
+    write = 1
+    append = 2
+    read_update = 3
+    write_update = 4
+    append_update = 5
+
+
+class Location(os.PathLike):
+    """A path for :meth:`FileSystem.open` (DareBlopy's ``Location``)."""
+
+    def __init__(self, path: PathLike):
+        self.path = os.fsdecode(os.fspath(path))
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"Location({self.path!r})"
+
+
+class File:
+    """A readable file: an OS file or an entry of a mounted archive.
+
+    ``read``/``seek``/``tell`` move this object's own position; ``pread`` and
+    the whole-file reads do not, and are safe from several threads."""
+
+    __slots__ = ("_handle", "_owner", "__weakref__")
+
+    def __init__(self, handle, owner=None):
+        self._handle = ffi.gc(handle, lib.dbr_file_close)
+        self._owner = owner  # keeps whatever the handle came from alive
+
+    @classmethod
+    def open(cls, path: PathLike) -> "File":
+        """Opens an OS path for reading."""
+        return cls(_open_os(encode_path(path)))
+
+    def _h(self):
+        if self._handle is None:
+            raise ValueError("I/O operation on a closed dareblopy.File")
+        return self._handle
+
+    def close(self) -> None:
+        if self._handle is not None:
+            ffi.release(self._handle)
+            self._handle = None
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._handle is None else f"{self.size()} bytes"
+        return f"<dareblopy.File {self.path!r} {state}>"
+
+    @property
+    def path(self) -> str:
+        return ffi.string(lib.dbr_file_path(self._h())).decode("utf-8", "surrogateescape")
+
+    def size(self) -> int:
+        return lib.dbr_file_size(self._h())
+
+    def __len__(self) -> int:
+        return self.size()
+
+    def get_last_write_time(self) -> int:
+        """Modification time, in seconds since the Unix epoch."""
+        return lib.dbr_file_mtime(self._h())
+
+    def tell(self) -> int:
+        return lib.dbr_file_tell(self._h())
+
+    def seek(self, offset: int, origin: int = os.SEEK_SET) -> int:
+        """Moves the position and returns it; ``origin`` as in ``os.SEEK_*``."""
+        pos = ffi.new("uint64_t *")
+        check(lib.dbr_file_seek(self._h(), offset, origin, pos))
+        return pos[0]
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes from the position (all that is left if < 0)."""
+        h = self._h()
+        left = max(0, lib.dbr_file_size(h) - lib.dbr_file_tell(h))
+        size = left if size is None or size < 0 else min(size, left)
+        obj = new_bytes(size)
+        got = cells.size
+        check(lib.dbr_file_read(h, obj, size, got))
+        return obj if got[0] == size else obj[:got[0]]
+
+    def readinto(self, buffer) -> int:
+        """Fills a writable buffer from the position; returns the count."""
+        dst = ffi.from_buffer(buffer, require_writable=True)
+        got = ffi.new("size_t *")
+        check(lib.dbr_file_read(self._h(), dst, len(dst), got))
+        return got[0]
+
+    def pread(self, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset`` without moving the position."""
+        h = self._h()
+        size = max(0, min(size, lib.dbr_file_size(h) - offset))
+        obj = new_bytes(size)
+        got = cells.size
+        check(lib.dbr_file_pread(h, obj, size, offset, got))
+        return obj if got[0] == size else obj[:got[0]]
+
+    def read_all(self) -> bytes:
+        """The whole file as ``bytes``, read straight into the result."""
+        return read_whole_as_bytes(self._h())
+
+    def read_as_numpy_ubyte(self, shape=None, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """The whole file as a uint8 array (``shape`` may contain one -1), or
+        into ``out``."""
+        return read_whole_as_numpy(self._h(), shape, out)
+
+
+# Bound once: the hot paths below skip the attribute lookup on lib.
+_file_open = lib.dbr_file_open
+_file_close = lib.dbr_file_close
+_file_size = lib.dbr_file_size
+_file_read_all = lib.dbr_file_read_all
+
+
+def _open_os(raw_path: bytes):
+    out = cells.file
+    rc = _file_open(raw_path, out)
+    if rc < 0:
+        raise error_from_code(rc)
+    return out[0]
+
+
+def read_whole_as_bytes(handle) -> bytes:
+    size = _file_size(handle)
+    obj = new_bytes(size)
+    rc = _file_read_all(handle, obj, size, cells.size)
+    if rc < 0:
+        raise error_from_code(rc)
+    return obj
+
+
+def read_whole_as_numpy(handle, shape, out) -> np.ndarray:
+    size = lib.dbr_file_size(handle)
+    path = ffi.string(lib.dbr_file_path(handle)).decode("utf-8", "surrogateescape")
+    if out is None:
+        out = np.empty(resolve_shape(shape, size, path), dtype=np.uint8)
+    dst = as_uint8_out(out, size, path)
+    check(lib.dbr_file_read_all(handle, dst, size, cells.size))
+    return out
+
+
+def open_as_bytes(path: PathLike) -> bytes:
+    """Reads an OS file into ``bytes`` with no intermediate copy."""
+    handle = _open_os(encode_path(path))
+    try:
+        return read_whole_as_bytes(handle)
+    finally:
+        _file_close(handle)
+
+
+def open_as_numpy_ubyte(path: PathLike, shape=None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Reads an OS file into a uint8 array of ``shape`` (one entry may be
+    -1), or into the caller's ``out`` array."""
+    handle = _open_os(encode_path(path))
+    try:
+        return read_whole_as_numpy(handle, shape, out)
+    finally:
+        lib.dbr_file_close(handle)
+
+
+def readinto(path: PathLike, buffer) -> int:
+    """Reads a whole OS file into a writable buffer; returns the size."""
+    handle = _open_os(encode_path(path))
+    try:
+        dst = ffi.from_buffer(buffer, require_writable=True)
+        got = ffi.new("size_t *")
+        check(lib.dbr_file_read_all(handle, dst, len(dst), got))
+        return got[0]
+    finally:
+        lib.dbr_file_close(handle)
+
+
+class FileSystem:
+    """DareBlopy's virtual file system: search paths (directories) and
+    mounted archives, looked up in the order they were added.
+
+    With nothing mounted, paths are plain OS paths (as in DareBlopy).  Once
+    something is mounted, paths are relative to the mounts and can never
+    escape them (``..`` above a root, absolute paths and NUL bytes are
+    refused or confined)."""
+
+    def __init__(self):
+        out = ffi.new("dbr_vfs **")
+        check(lib.dbr_vfs_create(out))
+        self._vfs = ffi.gc(out[0], lib.dbr_vfs_free)
+        self._mounted = []  # Python objects that mounts depend on
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        if self._vfs is not None:
+            ffi.release(self._vfs)
+            self._vfs = None
+            self._mounted = []
+
+    def _v(self):
+        if self._vfs is None:
+            raise ValueError("operation on a closed dareblopy.FileSystem")
+        return self._vfs
+
+    def push_search_path(self, path: PathLike) -> None:
+        """Adds an OS directory, searched after everything added before."""
+        with self._lock:
+            check(lib.dbr_vfs_mount_dir(self._v(), encode_path(path)))
+            self._mounted.append(None)
+
+    def pop_search_path(self) -> None:
+        """Removes the most recently added search path (directory)."""
+        with self._lock:
+            v = self._v()
+            for index in reversed(range(lib.dbr_vfs_mount_count(v))):
+                if lib.dbr_vfs_mount_is_dir(v, index) == 1:
+                    check(lib.dbr_vfs_unmount(v, index))
+                    del self._mounted[index]
+                    return
+            raise IndexError("pop_search_path: no search path to pop")
+
+    def clear_search_paths(self) -> None:
+        """Removes every search path (directories); mounted archives stay."""
+        with self._lock:
+            v = self._v()
+            for index in reversed(range(lib.dbr_vfs_mount_count(v))):
+                if lib.dbr_vfs_mount_is_dir(v, index) == 1:
+                    check(lib.dbr_vfs_unmount(v, index))
+                    del self._mounted[index]
+
+    def mount_archive(self, archive) -> None:
+        """Mounts an archive (see :func:`open_zip_archive`) after the
+        current mounts."""
+        mount = getattr(archive, "_mount_into", None)
+        if mount is None:
+            raise UnsupportedError(f"cannot mount {type(archive).__name__}: not an archive")
+        with self._lock:
+            mount(self._v())
+            self._mounted.append(archive)
+
+    @property
+    def mount_count(self) -> int:
+        return lib.dbr_vfs_mount_count(self._v())
+
+    def _plain(self) -> bool:
+        return lib.dbr_vfs_mount_count(self._v()) == 0
+
+    def open(self, location: PathLike, mode: Mode = Mode.read) -> File:
+        """Opens a file for reading; raises NotFoundError if absent."""
+        if mode != Mode.read:
+            raise UnsupportedError(f"dareblopy opens files for reading only, not {Mode(mode).name}")
+        raw = encode_path(location)
+        if self._plain():
+            return File(_open_os(raw))
+        out = ffi.new("dbr_file **")
+        check(lib.dbr_vfs_open(self._v(), raw, out))
+        return File(out[0], owner=self)
+
+    def exists(self, location: PathLike) -> bool:
+        raw = encode_path(location)
+        if self._plain():
+            return os.path.exists(raw)
+        return bool(check(lib.dbr_vfs_exists(self._v(), raw)))
+
+    def list_directory(self, location: PathLike = "") -> List[str]:
+        """Names in a directory across all mounts, sorted; directories end
+        with '/'."""
+        raw = encode_path(location)
+        if self._plain():
+            names = os.listdir(raw or b".")
+            return sorted(os.fsdecode(n) + ("/" if os.path.isdir(os.path.join(raw or b".", n)) else "")
+                          for n in names)
+        blob = ffi.new("char **")
+        length = ffi.new("size_t *")
+        count = ffi.new("size_t *")
+        check(lib.dbr_vfs_list(self._v(), raw, blob, length, count))
+        try:
+            data = ffi.unpack(blob[0], length[0])
+        finally:
+            lib.dbr_free(blob[0])
+        return [os.fsdecode(n) for n in data.split(b"\0")[:-1]]
+
+    listdir = list_directory
+
+    def open_as_bytes(self, location: PathLike) -> bytes:
+        with self.open(location) as f:
+            return f.read_all()
+
+    def open_as_numpy_ubyte(self, location: PathLike, shape=None, out=None) -> np.ndarray:
+        with self.open(location) as f:
+            return f.read_as_numpy_ubyte(shape, out)

@@ -1,0 +1,217 @@
+/*
+ * dbr.h - the whole public C API of libdbr, the engine under dareblopy.
+ *
+ * libdbr reads training data fast: plain files and a virtual file system
+ * (VFS) of directories and mounted archives, ZIP entries, JPEG pixels and
+ * TFRecord records, always into buffers that the caller owns.
+ *
+ * Conventions (they hold for every function below):
+ *  - Names: functions and types start with dbr_, macros and enum values
+ *    with DBR_.  Objects are opaque; you hold pointers to them.
+ *  - Errors: every fallible call returns int, DBR_OK (0) or a negative
+ *    dbr_status.  dbr_strerror(code) gives static text for the code;
+ *    dbr_last_error() gives this thread's detail for the latest failure
+ *    (which file, which entry, which offset).  Success does not clear it.
+ *  - Buffers belong to the caller: functions take (dst, cap, *out_len).  If
+ *    cap is too small they return DBR_E_TOO_SMALL and store the size that is
+ *    needed in *out_len.  Memory that libdbr allocates for you is released
+ *    with dbr_free().  libdbr never frees caller memory.
+ *  - Every *_close / *_free accepts NULL.
+ *  - Threads: each object states how it may be shared.  libdbr never calls
+ *    back into a language runtime, so bindings may drop their global locks
+ *    around any call.
+ *  - ABI: symbols are versioned (DBR_1.0 node); values of enums and layouts
+ *    of public structs are never changed, only appended to.
+ *
+ * The block between DBR_CDEF_BEGIN and DBR_CDEF_END is also read verbatim by
+ * the Python binding (dareblopy/_ffi.py), so keep it to plain declarations
+ * and integer #defines there.
+ */
+#ifndef DBR_H
+#define DBR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  define DBR_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#  define DBR_API __attribute__((visibility("default")))
+#else
+#  define DBR_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* DBR_CDEF_BEGIN */
+
+/* ---- Versions --------------------------------------------------------- */
+
+#define DBR_VERSION_MAJOR 0
+#define DBR_VERSION_MINOR 1
+#define DBR_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as a literal so bindings can read it. */
+#define DBR_VERSION_NUMBER 100
+
+/* The version of the library actually loaded; compare with
+ * DBR_VERSION_NUMBER to detect a header/library mismatch. */
+DBR_API int dbr_version_number(void);
+DBR_API const char *dbr_version_string(void);
+
+/* ---- Status codes ------------------------------------------------------- */
+
+/* Pinned values: never renumber or reuse one, only append. */
+typedef enum dbr_status {
+    DBR_OK = 0,
+    DBR_E_ARG = -1,         /* invalid argument (NULL, bad flag, bad path)     */
+    DBR_E_NOMEM = -2,       /* an allocation failed                            */
+    DBR_E_IO = -3,          /* the operating system reported a read error      */
+    DBR_E_NOT_FOUND = -4,   /* no such file, entry or feature                  */
+    DBR_E_CORRUPT = -5,     /* the data is malformed, truncated or fails a CRC */
+    DBR_E_UNSUPPORTED = -6, /* valid data using a feature libdbr lacks         */
+    DBR_E_TOO_SMALL = -7,   /* dst is too small; *out_len holds the need       */
+    DBR_E_LIMIT = -8,       /* input exceeds a configured safety limit         */
+    DBR_E_IS_DIR = -9,      /* a directory where a file was expected           */
+    DBR_E_PERMISSION = -10, /* the operating system denied access              */
+    DBR_E_EOF = -11         /* the end of a stream was reached cleanly         */
+} dbr_status;
+
+/* Static English text for a status code; never NULL. */
+DBR_API const char *dbr_strerror(int code);
+
+/* Detail of the latest failure on the calling thread ("" if none): which
+ * file, entry or offset, and what a person can do about it.  The pointer
+ * stays valid until this thread's next libdbr call. */
+DBR_API const char *dbr_last_error(void);
+
+/* Releases memory that libdbr allocated and handed to the caller. */
+DBR_API void dbr_free(void *ptr);
+
+/* ---- Files ---------------------------------------------------------------- */
+
+/* A readable file: a plain OS file, or an entry of a mounted archive.
+ *
+ * Threads: dbr_file_pread, dbr_file_size, dbr_file_path, dbr_file_mtime and
+ * dbr_file_data never change the handle and may run concurrently on one
+ * handle (they use pread, not a shared file offset).  dbr_file_read and
+ * dbr_file_seek move the handle's own position; serialise them per handle.
+ * Handles stay usable in a forked child. */
+typedef struct dbr_file dbr_file;
+
+/* Where dbr_file_seek measures from (same values as SEEK_SET/CUR/END). */
+typedef enum dbr_whence {
+    DBR_SEEK_SET = 0,
+    DBR_SEEK_CUR = 1,
+    DBR_SEEK_END = 2
+} dbr_whence;
+
+/* Opens an OS path (absolute or relative to the working directory) for
+ * reading.  *out receives a handle to close with dbr_file_close. */
+DBR_API int dbr_file_open(const char *path, dbr_file **out);
+DBR_API void dbr_file_close(dbr_file *file);
+
+/* Size in bytes. */
+DBR_API uint64_t dbr_file_size(const dbr_file *file);
+
+/* The path the file was opened with (a VFS path for VFS opens). */
+DBR_API const char *dbr_file_path(const dbr_file *file);
+
+/* Last modification time in seconds since the Unix epoch (for archive
+ * entries, the entry's timestamp). */
+DBR_API int64_t dbr_file_mtime(const dbr_file *file);
+
+/* The file's bytes, if they already sit in memory (a decompressed archive
+ * entry); NULL for files read from disk.  Valid until dbr_file_close. */
+DBR_API const void *dbr_file_data(const dbr_file *file);
+
+/* Reads up to cap bytes at offset into dst without touching the position.
+ * *out_len receives the count, which is less than cap only at end of file. */
+DBR_API int dbr_file_pread(const dbr_file *file, void *dst, size_t cap,
+                           uint64_t offset, size_t *out_len);
+
+/* Reads up to cap bytes at the current position and advances it. */
+DBR_API int dbr_file_read(dbr_file *file, void *dst, size_t cap,
+                          size_t *out_len);
+
+/* Reads the whole file into dst.  If cap < size, returns DBR_E_TOO_SMALL
+ * with the size in *out_len and reads nothing. */
+DBR_API int dbr_file_read_all(const dbr_file *file, void *dst, size_t cap,
+                              size_t *out_len);
+
+/* Moves the position; seeking past the end is allowed (reads return 0),
+ * before the start is DBR_E_ARG.  *out_pos (may be NULL) gets the result. */
+DBR_API int dbr_file_seek(dbr_file *file, int64_t offset, int whence,
+                          uint64_t *out_pos);
+DBR_API uint64_t dbr_file_tell(const dbr_file *file);
+
+/* ---- Paths -------------------------------------------------------------- */
+
+/* Normalises a VFS path: '\\' is not special, empty and '.' components are
+ * dropped, '..' removes the previous component, a leading '/' means the VFS
+ * root.  A '..' that would climb above the root is DBR_E_ARG, so a
+ * normalised path can never escape a mount.  The result has no leading or
+ * trailing '/'; the root itself is "".  dst receives a NUL-terminated
+ * string; *out_len its length without the NUL (or the need, on
+ * DBR_E_TOO_SMALL). */
+DBR_API int dbr_path_normalize(const char *path, char *dst, size_t cap,
+                               size_t *out_len);
+
+/* ---- Virtual file system ------------------------------------------------ */
+
+/* An ordered list of mounts (directories now, archives through the same
+ * interface); a path is looked up in each mount in order and the first hit
+ * wins.  VFS paths are always relative to the mount roots and are
+ * normalised by dbr_path_normalize, so no lookup escapes a mount.
+ *
+ * Threads: lookups (open, exists, stat, list) may run concurrently from any
+ * number of threads.  Mount changes take an internal write lock, so they are
+ * safe too, and a file opened before an unmount stays readable. */
+typedef struct dbr_vfs dbr_vfs;
+
+/* What dbr_vfs_stat reports. */
+typedef struct dbr_stat {
+    uint64_t size;   /* bytes; 0 for directories               */
+    int64_t mtime;   /* seconds since the Unix epoch           */
+    int is_dir;      /* 1 for a directory, 0 for a file        */
+    int mount_index; /* which mount answered (0 = first)       */
+} dbr_stat;
+
+DBR_API int dbr_vfs_create(dbr_vfs **out);
+DBR_API void dbr_vfs_free(dbr_vfs *vfs);
+
+/* Appends an OS directory as a mount (searched after earlier mounts). */
+DBR_API int dbr_vfs_mount_dir(dbr_vfs *vfs, const char *dir);
+
+/* Number of mounts, and removal of the mount at index (0 = first). */
+DBR_API size_t dbr_vfs_mount_count(const dbr_vfs *vfs);
+DBR_API int dbr_vfs_unmount(dbr_vfs *vfs, size_t index);
+
+/* 1 if the mount at index is a directory mount, 0 if it is an archive,
+ * DBR_E_ARG if there is no such mount. */
+DBR_API int dbr_vfs_mount_is_dir(const dbr_vfs *vfs, size_t index);
+
+DBR_API int dbr_vfs_open(const dbr_vfs *vfs, const char *path,
+                         dbr_file **out);
+
+/* 1 if path names a file or directory in any mount, 0 if not, or a
+ * negative status (DBR_E_ARG for a path that escapes the root). */
+DBR_API int dbr_vfs_exists(const dbr_vfs *vfs, const char *path);
+DBR_API int dbr_vfs_stat(const dbr_vfs *vfs, const char *path,
+                         dbr_stat *out);
+
+/* Lists a directory across all mounts: the names, sorted and without
+ * duplicates, each followed by a NUL; subdirectories end in '/'.  *out is
+ * allocated by libdbr (free with dbr_free), *out_len is its byte length and
+ * *out_count the number of names.  DBR_E_NOT_FOUND if no mount has it. */
+DBR_API int dbr_vfs_list(const dbr_vfs *vfs, const char *dir, char **out,
+                         size_t *out_len, size_t *out_count);
+
+/* DBR_CDEF_END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DBR_H */

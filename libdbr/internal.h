@@ -1,0 +1,92 @@
+/*
+ * internal.h - what libdbr's own source files share and users never see.
+ * Nothing here is exported: the linker map keeps only dbr_* of dbr.h.
+ */
+#ifndef DBR_INTERNAL_H
+#define DBR_INTERNAL_H
+
+#include "dbr.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+
+/* ---- errors (status.c) ---- */
+
+/* Records a printf-style detail for dbr_last_error() and returns code, so
+ * a failure reads `return dbr__fail(DBR_E_CORRUPT, "...", ...);`. */
+int dbr__fail(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Maps an errno value to a status and records "<what> '<path>': strerror". */
+int dbr__fail_errno(int err, const char *what, const char *path);
+
+/* Copies this thread's last error into dst (always NUL-terminated); for
+ * batch calls whose workers fail on other threads. */
+void dbr__copy_last_error(char *dst, size_t cap);
+
+/* strdup that is C99 and reports DBR_E_NOMEM through dbr__fail. */
+char *dbr__strdup(const char *s);
+
+/* ---- files (file.c) ---- */
+
+/* A file over the byte range [base, base+size) of fd.  If owns_fd, the fd is
+ * closed with the file.  path is copied. */
+int dbr__file_from_fd(int fd, int owns_fd, uint64_t base, uint64_t size,
+                      const char *path, int64_t mtime, dbr_file **out);
+
+/* A file over malloc'd bytes; the file takes ownership of mem (also on
+ * failure).  path is copied. */
+int dbr__file_from_memory(void *mem, uint64_t size, const char *path,
+                          int64_t mtime, dbr_file **out);
+
+/* Ties an owner's lifetime to the file: release(owner) runs at close.  An
+ * archive uses it to stay alive while entries opened from it are open. */
+void dbr__file_set_owner(dbr_file *file, void *owner,
+                         void (*release)(void *owner));
+
+/* pread until cap bytes or end of file, retrying EINTR and short reads. */
+int dbr__pread_full(int fd, void *dst, size_t cap, uint64_t offset,
+                    size_t *out_len, const char *path);
+
+/* ---- VFS mounts (vfs.c) ---- */
+
+/* A growable list of names, for listing directories across mounts. */
+typedef struct dbr__names {
+    char **items;
+    size_t count, cap;
+} dbr__names;
+
+int dbr__names_push(dbr__names *names, const char *name, size_t len);
+void dbr__names_clear(dbr__names *names);
+
+/* What a mount provides.  Paths passed in are already normalised (see
+ * dbr_path_normalize); "" is the mount's root.  stat and open return
+ * DBR_E_NOT_FOUND, without recording an error, when the path is absent, so
+ * the VFS can try the next mount quietly. */
+typedef struct dbr__mount_ops {
+    int (*open)(void *impl, const char *path, dbr_file **out);
+    int (*stat)(void *impl, const char *path, dbr_stat *out);
+    /* Appends the names in dir (directories with a trailing '/'). */
+    int (*list)(void *impl, const char *dir, dbr__names *names);
+    void (*release)(void *impl);
+} dbr__mount_ops;
+
+/* Appends a mount; on success the VFS owns impl and calls ops->release. */
+int dbr__vfs_mount(dbr_vfs *vfs, const dbr__mount_ops *ops, void *impl,
+                   int is_dir);
+
+/* ---- threads (pool.c) ---- */
+
+/* Calls fn(ctx, i) for every i in [0, count) on up to `threads` threads
+ * (0 = one per online CPU), the calling thread included.  Each item's
+ * outcome is fn's business: it stores results and errors through ctx. */
+void dbr__parallel_for(size_t count, int threads,
+                       void (*fn)(void *ctx, size_t index), void *ctx);
+
+/* Number of online CPUs (at least 1). */
+int dbr__cpu_count(void);
+
+#endif /* DBR_INTERNAL_H */

@@ -1,0 +1,58 @@
+/* pool.c - run a batch of independent items on several threads.
+ *
+ * Threads are started per batch rather than kept in a global pool: a batch
+ * (tens of JPEGs, hundreds of records) costs milliseconds, thread start-up
+ * tens of microseconds, and no global state means nothing to repair in a
+ * forked child (DataLoader workers fork). */
+#include "internal.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+typedef struct batch {
+    size_t count;
+    size_t next; /* claimed with an atomic add, so items balance across threads */
+    void (*fn)(void *ctx, size_t index);
+    void *ctx;
+} batch;
+
+static void *worker(void *arg)
+{
+    batch *b = arg;
+    for (;;) {
+        size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->count)
+            break;
+        b->fn(b->ctx, i);
+    }
+    return NULL;
+}
+
+int dbr__cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+void dbr__parallel_for(size_t count, int threads,
+                       void (*fn)(void *ctx, size_t index), void *ctx)
+{
+    enum { MAX_THREADS = 256 };
+    pthread_t ids[MAX_THREADS];
+    batch b = {count, 0, fn, ctx};
+    if (threads <= 0)
+        threads = dbr__cpu_count();
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
+    if ((size_t)threads > count)
+        threads = (int)count;
+    int started = 0;
+    for (int t = 1; t < threads; t++) {
+        if (pthread_create(&ids[started], NULL, worker, &b) != 0)
+            break; /* fewer threads still finish the batch */
+        started++;
+    }
+    worker(&b);
+    for (int t = 0; t < started; t++)
+        pthread_join(ids[t], NULL);
+}
