@@ -16,3 +16,11 @@ from ._files import (File, FileSystem, Location, Mode, open_as_bytes,
 
 __version__ = _ffi.string(_lib.dbr_version_string()).decode()
 libdbr_version = _lib.dbr_version_number()
+
+# ---- ZIP archives
+
+# ---- JPEG
+
+# ---- TFRecord
+
+# ---- data loading

@@ -144,6 +144,8 @@ _file_open = lib.dbr_file_open
 _file_close = lib.dbr_file_close
 _file_size = lib.dbr_file_size
 _file_read_all = lib.dbr_file_read_all
+_vfs_open = lib.dbr_vfs_open
+_vfs_mount_count = lib.dbr_vfs_mount_count
 
 
 def _open_os(raw_path: bytes):
@@ -175,7 +177,11 @@ def read_whole_as_numpy(handle, shape, out) -> np.ndarray:
 
 def open_as_bytes(path: PathLike) -> bytes:
     """Reads an OS file into ``bytes`` with no intermediate copy."""
-    handle = _open_os(encode_path(path))
+    out = cells.file
+    rc = _file_open(encode_path(path), out)
+    if rc < 0:
+        raise error_from_code(rc)
+    handle = out[0]
     try:
         return read_whole_as_bytes(handle)
     finally:
@@ -318,8 +324,20 @@ class FileSystem:
     listdir = list_directory
 
     def open_as_bytes(self, location: PathLike) -> bytes:
-        with self.open(location) as f:
-            return f.read_all()
+        """A whole file as ``bytes``, read straight into the result."""
+        raw = encode_path(location)
+        out = cells.file
+        if _vfs_mount_count(self._v()) == 0:
+            rc = _file_open(raw, out)
+        else:
+            rc = _vfs_open(self._vfs, raw, out)
+        if rc < 0:
+            raise error_from_code(rc)
+        handle = out[0]
+        try:
+            return read_whole_as_bytes(handle)
+        finally:
+            _file_close(handle)
 
     def open_as_numpy_ubyte(self, location: PathLike, shape=None, out=None) -> np.ndarray:
         with self.open(location) as f:

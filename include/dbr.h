@@ -208,6 +208,18 @@ DBR_API int dbr_vfs_stat(const dbr_vfs *vfs, const char *path,
 DBR_API int dbr_vfs_list(const dbr_vfs *vfs, const char *dir, char **out,
                          size_t *out_len, size_t *out_count);
 
+/* ---- ZIP archives ------------------------------------------------------- */
+
+/* (zip.c: reading, VFS mounting; zip_writer.c: writing) */
+
+/* ---- JPEG ------------------------------------------------------------------ */
+
+/* (jpeg.c: header probe, decode, crops; jpeg_batch.c: batches) */
+
+/* ---- TFRecord and tf.train.Example ------------------------------------ */
+
+/* (crc32c.c, tfrecord.c, example.c) */
+
 /* DBR_CDEF_END */
 
 #ifdef __cplusplus
