@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BUILD := build
 export DAREBLOPY_LIBDBR := $(CURDIR)/$(BUILD)/libdbr/libdbr.so
 
-.PHONY: all setup build test test-c test-python demo bench clean
+.PHONY: all setup build test test-c test-python demo bench peers clean
 
 all: build
 
@@ -20,8 +20,8 @@ $(VENV)/.ready: requirements-dev.txt .ci/install-system-deps
 setup: $(VENV)/.ready
 
 $(BUILD)/build.ninja: $(VENV)/.ready meson.build meson.options
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH meson setup $(BUILD) --reconfigure || \
-	  PATH=$(CURDIR)/$(VENV)/bin:$$PATH meson setup $(BUILD)
+	if [ -d $(BUILD) ]; then PATH=$(CURDIR)/$(VENV)/bin:$$PATH meson setup --reconfigure $(BUILD); \
+	else PATH=$(CURDIR)/$(VENV)/bin:$$PATH meson setup $(BUILD); fi
 
 build: $(BUILD)/build.ninja
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH ninja -C $(BUILD)
@@ -34,7 +34,18 @@ test-python: build
 
 test: test-c test-python
 
-demo: build
+# DareBlopy 0.0.5, the original, for side-by-side benchmarks: it ships
+# wheels for CPython <= 3.8 only, so it lives in its own venv (optional:
+# benchmarks print n/a when no Python 3.8 is available).
+PY38 ?= $(shell ls $$HOME/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | head -1 || command -v python3.8)
+.venv38/.ready:
+	@if [ -n "$(PY38)" ]; then \
+	  $(PY38) -m venv .venv38 && .venv38/bin/pip install -q dareblopy numpy && touch $@; \
+	else echo "no Python 3.8 found: DareBlopy 0.0.5 columns will read n/a"; fi
+
+peers: .venv38/.ready
+
+demo: build peers
 	$(PY) benchmarks/run_all.py
 
 bench: demo
