@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BUILD := build
 export DAREBLOPY_LIBDBR := $(CURDIR)/$(BUILD)/libdbr/libdbr.so
 
-.PHONY: all setup build test test-c test-python demo bench peers clean
+.PHONY: all setup build test test-c test-python demo bench peers wheel sdist test-wheel clean
 
 all: build
 
@@ -49,6 +49,23 @@ demo: build peers
 	$(PY) benchmarks/run_all.py
 
 bench: demo
+
+# A manylinux wheel with libjpeg-turbo, zlib and lz4 vendored by auditwheel.
+# The binding uses cffi's ABI mode (no extension module), so one wheel serves
+# every CPython >= 3.9: it is tagged py3-none.
+wheel: setup
+	rm -rf dist wheelhouse
+	$(PY) -m pip wheel -q --no-deps -w dist .
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m auditwheel repair -w wheelhouse dist/*.whl
+	$(PY) -m wheel tags --remove --python-tag py3 --abi-tag none wheelhouse/*.whl
+	@ls wheelhouse
+
+sdist: setup
+	$(PY) -m pip install -q build
+	$(PY) -m build --sdist -o dist .
+
+test-wheel: wheel
+	tests/wheel/check_wheel.sh
 
 clean:
 	rm -rf $(BUILD) $(VENV)
