@@ -94,6 +94,8 @@ void dbr_zip_options_init(dbr_zip_options *opts)
 static int read_at(const dbr_zip *z, void *dst, size_t n, uint64_t off, const char *what)
 {
     size_t got = 0;
+    if (n == 0 && off <= z->size)
+        return DBR_OK;
     if (off > z->size || n > z->size - off)
         return dbr__fail(DBR_E_CORRUPT, "archive '%s': %s at offset %llu (%zu bytes) "
                          "lies beyond the end of the %llu-byte file (truncated?)",
@@ -780,6 +782,9 @@ int dbr_zip_read(const dbr_zip *zip, size_t index, void *dst, size_t cap, size_t
     if (cap < e->usize)
         return dbr__fail(DBR_E_TOO_SMALL, "archive '%s' entry '%s' needs %llu bytes, the "
                          "buffer has %zu", zip->path, name, (unsigned long long)e->usize, cap);
+    unsigned char empty;
+    if (!dst)
+        dst = &empty; /* an empty entry into no buffer: keep pointers valid */
     uint64_t data;
     int rc = data_offset(zip, e, &data);
     if (rc != DBR_OK)
