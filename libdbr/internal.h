@@ -101,6 +101,9 @@ void dbr__zip_retain(dbr_zip *zip);
 /* Releases one reference (a dbr__file_set_owner release callback). */
 void dbr__zip_release(void *zip);
 
+/* CRC-32 of ZIP/gzip (crc32.c), chaining like zlib's crc32: start at 0. */
+uint32_t dbr__crc32(uint32_t crc, const void *data, size_t len);
+
 /* The hash of the name indexes (FNV-1a). */
 uint64_t dbr__hash_bytes(const char *s, size_t n);
 

@@ -796,16 +796,8 @@ int dbr_zip_read(const dbr_zip *zip, size_t index, void *dst, size_t cap, size_t
     else
         rc = lz4_entry(zip, e, data, dst);
     if (rc == DBR_OK && zip->opts.verify_crc) {
-        /* zlib's crc32 takes uInt lengths: feed it in 1 GiB steps. */
-        uLong crc = crc32(0L, Z_NULL, 0);
-        const unsigned char *p = dst;
-        for (uint64_t left = e->usize; left; ) {
-            uInt n = left > 0x40000000u ? 0x40000000u : (uInt)left;
-            crc = crc32(crc, p, n);
-            p += n;
-            left -= n;
-        }
-        if ((uint32_t)crc != e->crc)
+        uint32_t crc = dbr__crc32(0, dst, (size_t)e->usize);
+        if (crc != e->crc)
             rc = dbr__fail(DBR_E_CORRUPT, "archive '%s' entry '%s': CRC-32 mismatch "
                            "(stored %08x, data gives %08x): the entry is damaged",
                            zip->path, name, e->crc, (unsigned)crc);

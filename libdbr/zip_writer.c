@@ -128,19 +128,6 @@ static void unix_to_dos(int64_t t, uint16_t *date, uint16_t *time)
     *time = (uint16_t)((secs / 3600) << 11 | (secs / 60 % 60) << 5 | (secs % 60) / 2);
 }
 
-static uint32_t crc_of(const void *data, size_t len)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    const unsigned char *p = data;
-    while (len) {
-        uInt n = len > 0x40000000u ? 0x40000000u : (uInt)len;
-        crc = crc32(crc, p, n);
-        p += n;
-        len -= n;
-    }
-    return (uint32_t)crc;
-}
-
 /* Deflates into a new buffer; *out stays NULL if the result is not smaller. */
 static int deflate_into(const char *name, const void *data, size_t len, int level,
                         unsigned char **out, size_t *out_len)
@@ -256,7 +243,7 @@ int dbr_zip_writer_add(dbr_zip_writer *w, const char *name, const void *data, si
         csize = len;
     }
 
-    uint32_t crc = crc_of(data, len);
+    uint32_t crc = dbr__crc32(0, data, len);
     uint16_t date, time;
     unix_to_dos(mtime, &date, &time);
     int utf8 = 0;
