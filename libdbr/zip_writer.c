@@ -38,6 +38,18 @@ static void put64(unsigned char *p, uint64_t v)
     put32(p, (uint32_t)v);
     put32(p + 4, (uint32_t)(v >> 32));
 }
+/* The fields local and central headers share, in the same order: version
+ * needed, flags, method, time, date, CRC-32 (14 bytes). */
+static void put_shared(unsigned char *p, unsigned version, unsigned flags, unsigned method,
+                       unsigned time, unsigned date, uint32_t crc)
+{
+    put16(p, version);
+    put16(p + 2, flags);
+    put16(p + 4, method);
+    put16(p + 6, time);
+    put16(p + 8, date);
+    put32(p + 10, crc);
+}
 static uint32_t clamp32(uint64_t v) { return v >= U32_MAX ? U32_MAX : (uint32_t)v; }
 
 static int emit(dbr_zip_writer *w, const void *data, size_t n)
@@ -257,12 +269,7 @@ int dbr_zip_writer_add(dbr_zip_writer *w, const char *name, const void *data, si
     /* Local header; ZIP64 local extras hold both sizes (APPNOTE 4.5.3). */
     unsigned char h[30 + 20];
     put32(h, 0x04034b50u);
-    put16(h + 4, version);
-    put16(h + 6, flags);
-    put16(h + 8, (unsigned)method);
-    put16(h + 10, time);
-    put16(h + 12, date);
-    put32(h + 14, crc);
+    put_shared(h + 4, version, flags, (unsigned)method, time, date, crc);
     put32(h + 18, big ? U32_MAX : (uint32_t)csize);
     put32(h + 22, big ? U32_MAX : (uint32_t)len);
     put16(h + 26, (unsigned)nlen);
@@ -304,12 +311,7 @@ int dbr_zip_writer_add(dbr_zip_writer *w, const char *name, const void *data, si
     unsigned char *c = w->cd + w->cd_len;
     put32(c, 0x02014b50u);
     put16(c + 4, 3 << 8 | 45);   /* made by: Unix, spec 4.5 */
-    put16(c + 6, version);
-    put16(c + 8, flags);
-    put16(c + 10, (unsigned)method);
-    put16(c + 12, time);
-    put16(c + 14, date);
-    put32(c + 16, crc);
+    put_shared(c + 6, version, flags, (unsigned)method, time, date, crc);
     put32(c + 20, clamp32(csize));
     put32(c + 24, clamp32(len));
     put16(c + 28, (unsigned)nlen);
