@@ -18,6 +18,7 @@ __version__ = _ffi.string(_lib.dbr_version_string()).decode()
 libdbr_version = _lib.dbr_version_number()
 
 # ---- ZIP archives
+from ._zip import Archive, ZipInfo, ZipWriter, open_zip_archive
 
 # ---- JPEG
 

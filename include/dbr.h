@@ -212,6 +212,180 @@ DBR_API int dbr_vfs_list(const dbr_vfs *vfs, const char *dir, char **out,
 
 /* (zip.c: reading, VFS mounting; zip_writer.c: writing) */
 
+/* A ZIP archive opened for reading.  Opening reads the end records and the
+ * whole central directory in one read and indexes the names in a hash
+ * table; no local header is touched until an entry is read.  Handles:
+ * stored, deflate and LZ4 (method 30, one raw LZ4 block, as DareBlopy and
+ * fsal write it) entries; ZIP64; data descriptors (the central directory's
+ * sizes and CRC are used); archive comments; data prepended before the
+ * archive (self-extractors); directory entries.  Names are bytes as stored
+ * (flag bit 11 says whether they are declared UTF-8); a name is cut at a NUL
+ * byte, as CPython's zipfile does.  If two entries share a name, the later
+ * one wins for lookups (zipfile's rule).
+ *
+ * Threads: a dbr_zip is immutable after open.  Every function below except
+ * dbr_zip_close may run concurrently on one handle from any number of
+ * threads, with identical results; reads use pread.  A handle stays usable
+ * in a forked child.  dbr_zip_close drops the caller's reference; files and
+ * VFS mounts made from the archive keep it alive until they are closed. */
+typedef struct dbr_zip dbr_zip;
+
+/* Compression methods (the ZIP "method" field). */
+#define DBR_ZIP_STORED 0
+#define DBR_ZIP_DEFLATE 8
+#define DBR_ZIP_LZ4 30
+
+/* Flag bits of an entry (the ZIP "general purpose" field). */
+#define DBR_ZIP_FLAG_ENCRYPTED 1
+#define DBR_ZIP_FLAG_DATA_DESCRIPTOR 8
+#define DBR_ZIP_FLAG_UTF8 2048
+
+/* Defaults of dbr_zip_options, for documentation and bindings. */
+#define DBR_ZIP_DEFAULT_MAX_ENTRY_SIZE 1073741824
+#define DBR_ZIP_DEFAULT_MAX_ENTRIES 16777216
+
+/* Options for opening.  Fill with dbr_zip_options_init, then change
+ * fields; passing NULL means the defaults.  The reserved fields keep the
+ * layout stable when options are added: leave them zero. */
+typedef struct dbr_zip_options {
+    /* 1 (default): check each entry's CRC-32 whenever it is read whole
+     * (dbr_zip_read, dbr_zip_read_many, dbr_zip_open_entry).  0 skips the
+     * check, saving about 0.1 ms per MB on one core; a damaged entry is then
+     * returned silently. */
+    int verify_crc;
+    int reserved0;
+    /* Largest declared uncompressed size accepted for a compressed (deflate,
+     * LZ4) entry, since that size decides what callers allocate; larger
+     * entries give DBR_E_LIMIT.  Stored entries need no limit: their size is
+     * checked against the bytes actually in the file.  Default 1 GiB. */
+    uint64_t max_entry_size;
+    /* Most central directory entries accepted; more is DBR_E_LIMIT.  The
+     * index costs about 64 bytes plus the name per entry.  Default 16 Mi. */
+    uint64_t max_entries;
+    uint64_t reserved[4];
+} dbr_zip_options;
+
+/* One entry as the central directory describes it.  Fixed layout (8-byte
+ * fields first) so bindings can view arrays of it; the reserved fields keep
+ * it stable as fields are added. */
+typedef struct dbr_zip_entry {
+    uint64_t size;            /* uncompressed bytes                         */
+    uint64_t compressed_size; /* bytes of entry data in the file            */
+    uint64_t header_offset;   /* file offset of the local header            */
+    int64_t mtime;            /* DOS timestamp read as UTC, Unix seconds     */
+    const char *name;         /* NUL-terminated; valid while the archive is */
+    uint64_t name_len;        /* bytes of name, without the NUL             */
+    uint32_t crc32;
+    uint32_t external_attr;   /* host attributes (Unix mode << 16)          */
+    uint16_t method;          /* DBR_ZIP_STORED, _DEFLATE, _LZ4 or another   */
+    uint16_t flags;           /* DBR_ZIP_FLAG_* bits                        */
+    uint16_t dos_date;        /* as stored, for exact date_time tuples      */
+    uint16_t dos_time;
+    uint32_t is_dir;          /* 1 if the name ends with '/'                */
+    uint32_t reserved0;
+    uint64_t reserved[2];
+} dbr_zip_entry;
+
+DBR_API void dbr_zip_options_init(dbr_zip_options *opts);
+
+/* Opens the archive at an OS path.  opts may be NULL (defaults).  A file
+ * that is not a ZIP archive, or whose end records or central directory are
+ * damaged, gives DBR_E_CORRUPT naming the file and what is wrong. */
+DBR_API int dbr_zip_open(const char *path, const dbr_zip_options *opts,
+                         dbr_zip **out);
+
+/* Opens an archive stored in an open dbr_file (an OS file or an entry of
+ * another archive).  The archive keeps its own reference to the bytes, so
+ * file may be closed afterwards. */
+DBR_API int dbr_zip_open_file(const dbr_file *file, const dbr_zip_options *opts,
+                              dbr_zip **out);
+
+DBR_API void dbr_zip_close(dbr_zip *zip);
+
+/* The path the archive was opened with. */
+DBR_API const char *dbr_zip_path(const dbr_zip *zip);
+
+/* Number of entries in the central directory (directories included). */
+DBR_API size_t dbr_zip_count(const dbr_zip *zip);
+
+/* The archive comment (not NUL-terminated; *out_len bytes, maybe 0). */
+DBR_API const char *dbr_zip_comment(const dbr_zip *zip, size_t *out_len);
+
+/* Fills out[0..count) with entries first..first+count-1 (one call for a
+ * whole listing).  DBR_E_ARG if the range passes the end. */
+DBR_API int dbr_zip_entries(const dbr_zip *zip, size_t first, size_t count,
+                            dbr_zip_entry *out);
+
+/* All names, each followed by a NUL, in central directory order, in memory
+ * allocated by libdbr (release with dbr_free); *out_len is the byte count. */
+DBR_API int dbr_zip_names(const dbr_zip *zip, char **out, size_t *out_len);
+
+/* Index of the entry named exactly name (bytes as stored; no
+ * normalisation).  DBR_E_NOT_FOUND if there is none. */
+DBR_API int dbr_zip_find(const dbr_zip *zip, const char *name, size_t *index);
+
+/* Uncompressed size of entry index (0 for a bad index). */
+DBR_API uint64_t dbr_zip_entry_size(const dbr_zip *zip, size_t index);
+
+/* Reads entry index whole into dst and checks its CRC-32 (unless
+ * verify_crc is 0).  Stored entries are read with pread straight into dst.
+ * cap < size gives DBR_E_TOO_SMALL with the size in *out_len.  Methods
+ * other than stored, deflate and LZ4, and encrypted entries, give
+ * DBR_E_UNSUPPORTED naming the method; damage gives DBR_E_CORRUPT naming
+ * the archive, the entry and what is wrong. */
+DBR_API int dbr_zip_read(const dbr_zip *zip, size_t index, void *dst,
+                         size_t cap, size_t *out_len);
+
+/* Reads count entries in one call on up to `threads` threads (0 = one per
+ * CPU).  For each item i: entry indices[i] into dsts[i] (capacity caps[i]);
+ * out_lens[i] and statuses[i] receive that item's length and status.
+ * Returns DBR_OK if every item succeeded, else the status of the first
+ * failed item in order, whose detail dbr_last_error() then gives. */
+DBR_API int dbr_zip_read_many(const dbr_zip *zip, const size_t *indices,
+                              size_t count, void *const *dsts,
+                              const size_t *caps, size_t *out_lens,
+                              int *statuses, int threads);
+
+/* Opens entry index as a dbr_file.  With verify_crc off, a stored entry is
+ * a window onto the archive file (no copy); otherwise the entry is read,
+ * checked and served from memory.  Directories give DBR_E_IS_DIR. */
+DBR_API int dbr_zip_open_entry(const dbr_zip *zip, size_t index, dbr_file **out);
+
+/* Appends the archive as a VFS mount (searched after earlier mounts).
+ * Entry names are normalised like VFS paths; entries whose names climb out
+ * of the root ("../x", "/abs" is kept as "abs") are unreachable.  A
+ * directory exists if an entry names it or any entry lies below it.  The
+ * mount keeps the archive alive. */
+DBR_API int dbr_vfs_mount_zip(dbr_vfs *vfs, dbr_zip *zip);
+
+/* Writes a ZIP archive atomically: entries go to a temporary file beside
+ * the target, which dbr_zip_writer_finish renames into place, so an
+ * interrupted run never leaves a file that looks like a valid archive.
+ * ZIP64 records are written when sizes, offsets or the entry count need
+ * them.  CPython's zipfile and Info-ZIP read the result (LZ4 entries
+ * excepted, which only libdbr and DareBlopy read).
+ *
+ * Threads: one thread at a time per writer. */
+typedef struct dbr_zip_writer dbr_zip_writer;
+
+DBR_API int dbr_zip_writer_open(const char *path, dbr_zip_writer **out);
+
+/* Adds an entry from memory.  method: DBR_ZIP_STORED, DBR_ZIP_DEFLATE or
+ * DBR_ZIP_LZ4; level: 0 for the method's default, else deflate 1-9 or LZ4
+ * 1 (fast) to 12 (HC).  A compressed entry that would not be smaller is
+ * stored instead, as Info-ZIP does.  A name ending in '/' adds a directory
+ * (len must be 0).  mtime is Unix seconds, written as a DOS timestamp in
+ * UTC (pass local time shifted to UTC for local DOS times). */
+DBR_API int dbr_zip_writer_add(dbr_zip_writer *writer, const char *name,
+                               const void *data, size_t len, int method,
+                               int level, int64_t mtime);
+
+/* Writes the central directory, flushes and renames into place. */
+DBR_API int dbr_zip_writer_finish(dbr_zip_writer *writer);
+
+/* Frees the writer; if it was not finished, deletes the temporary file. */
+DBR_API void dbr_zip_writer_free(dbr_zip_writer *writer);
+
 /* ---- JPEG ------------------------------------------------------------------ */
 
 /* (jpeg.c: header probe, decode, crops; jpeg_batch.c: batches) */

@@ -72,6 +72,12 @@ void dbr__file_set_owner(dbr_file *file, void *owner,
     file->release_owner = release;
 }
 
+int dbr__file_fd(const dbr_file *file, uint64_t *base)
+{
+    *base = file->base;
+    return file->fd;
+}
+
 int dbr_file_open(const char *path, dbr_file **out)
 {
     struct stat st;

@@ -89,4 +89,22 @@ void dbr__parallel_for(size_t count, int threads,
 /* Number of online CPUs (at least 1). */
 int dbr__cpu_count(void);
 
+/* ---- ZIP archives (zip.c, zip_vfs.c) ---- */
+
+/* The fd behind a file (-1 for memory-backed files) and the offset of the
+ * file's byte 0 within it (file.c). */
+int dbr__file_fd(const dbr_file *file, uint64_t *base);
+
+/* Takes one more reference to an archive; dbr_zip_close drops one. */
+void dbr__zip_retain(dbr_zip *zip);
+
+/* Releases one reference (a dbr__file_set_owner release callback). */
+void dbr__zip_release(void *zip);
+
+/* CRC-32 of ZIP/gzip (crc32.c), chaining like zlib's crc32: start at 0. */
+uint32_t dbr__crc32(uint32_t crc, const void *data, size_t len);
+
+/* The hash of the name indexes (FNV-1a). */
+uint64_t dbr__hash_bytes(const char *s, size_t n);
+
 #endif /* DBR_INTERNAL_H */

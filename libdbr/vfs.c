@@ -394,7 +394,8 @@ int dbr_vfs_list(const dbr_vfs *vfs, const char *dir, char **out, size_t *out_le
     if (rc == DBR_OK && !found)
         rc = dbr__fail(DBR_E_NOT_FOUND, "directory '%s' not found in any mount", dir);
     if (rc == DBR_OK) {
-        qsort(names.items, names.count, sizeof *names.items, compare_names);
+        if (names.count) /* qsort's pointer must be valid even for zero items */
+            qsort(names.items, names.count, sizeof *names.items, compare_names);
         size_t total = 0, unique = 0;
         for (size_t i = 0; i < names.count; i++)
             if (i == 0 || strcmp(names.items[i], names.items[i - 1]) != 0)
