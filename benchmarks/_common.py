@@ -54,7 +54,9 @@ def interleaved_medians(fns: Dict[str, Callable[[], object]], repeats: int = 15,
 def legacy_available() -> bool:
     if not os.path.exists(LEGACY_PYTHON):
         return False
-    probe = subprocess.run([LEGACY_PYTHON, "-c", "import dareblopy"], capture_output=True)
+    # From a neutral directory: in the checkout, `import dareblopy` is ours.
+    probe = subprocess.run([LEGACY_PYTHON, "-c", "import dareblopy"], capture_output=True,
+                           cwd=tempfile.gettempdir())
     return probe.returncode == 0
 
 
@@ -69,7 +71,7 @@ def run_legacy(code: str, timeout: float = 600) -> Optional[dict]:
         script = fh.name
     try:
         out = subprocess.run([LEGACY_PYTHON, script], capture_output=True, text=True,
-                             timeout=timeout)
+                             timeout=timeout, cwd=tempfile.gettempdir())
     finally:
         os.unlink(script)
     if out.returncode != 0:
