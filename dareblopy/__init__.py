@@ -24,3 +24,7 @@ libdbr_version = _lib.dbr_version_number()
 # ---- TFRecord
 
 # ---- data loading
+from ._loader import DataLoaderIterator, data_loader
+from ._dataset import (DirectoryShard, IndexedSamples, ShardedDataset, ShardReader, ZipShard,
+                       directory_shards, labels_from_parent_dirs, read_label_file, zip_shards)
+from ._shuffle import permutation
