@@ -102,22 +102,22 @@ class DirectoryShard(ShardReader):
     def __init__(self, files: Sequence[PathLike], root: Optional[PathLike] = None):
         self.root = os.fspath(root) if root is not None else None
         self.files = [os.fspath(f) for f in files]
+        # Joined once: the read loop below is the per-sample hot path.
+        self._paths = (self.files if self.root is None else
+                       [os.path.join(self.root, f) for f in self.files])
 
     def __len__(self) -> int:
         return len(self.files)
-
-    def _path(self, index: int) -> str:
-        f = self.files[index]
-        return os.path.join(self.root, f) if self.root is not None else f
 
     def name(self, index: int) -> str:
         return self.files[index]
 
     def read(self, indices: Sequence[int]) -> List[Union[bytes, Exception]]:
         out = []
+        paths, read = self._paths, open_as_bytes
         for i in indices:
             try:
-                out.append(open_as_bytes(self._path(i)))
+                out.append(read(paths[i]))
             except Exception as exc:  # reported per sample
                 out.append(exc)
         return out
@@ -493,36 +493,50 @@ class ShardedDataset:
             raise _named(exc, name)
         skipped.append((name, f"{type(exc).__name__}: {exc}"))
 
+    def _read_planned(self, shard_ids: List[int], local: List[int]):
+        """Names and bytes (or exceptions) of planned samples, in plan
+        order, with one read call per shard."""
+        first = shard_ids[0]
+        if shard_ids.count(first) == len(shard_ids):  # the usual case: one shard
+            groups = {first: list(range(len(shard_ids)))}
+        else:
+            groups = {}
+            for slot, s in enumerate(shard_ids):
+                groups.setdefault(s, []).append(slot)
+        names: List[Any] = [None] * len(shard_ids)
+        raws: List[Any] = [None] * len(shard_ids)
+        for s, slots in groups.items():
+            shard = self.shards[s]
+            self._touch(s)
+            idx = [local[k] for k in slots]
+            for slot, i, raw in zip(slots, idx, shard.read(idx)):
+                names[slot] = shard.name(i)
+                raws[slot] = raw
+        return names, raws
+
     def build_batch(self, epoch: int, index: int, shard_ids: np.ndarray,
                     local: np.ndarray) -> Dict[str, Any]:
         """Reads and transforms one planned batch (one read call per shard
         it touches)."""
-        count = len(shard_ids)
-        names: List[Optional[str]] = [None] * count
-        raws: List[Any] = [None] * count
-        for s in np.unique(shard_ids):
-            slots = np.flatnonzero(shard_ids == s)
-            shard = self.shards[int(s)]
-            self._touch(int(s))
-            idx = [int(i) for i in local[slots]]
-            got = shard.read(idx)
-            for slot, i, raw in zip(slots, idx, got):
-                names[slot] = shard.name(i)
-                raws[slot] = raw
+        names, raws = self._read_planned(shard_ids.tolist(), local.tolist())
         skipped: List[Tuple[str, str]] = []
-        keys, items, labels = [], [], []
-        for name, raw in zip(names, raws):
-            try:
-                if isinstance(raw, BaseException):
-                    raise raw
-                label = _label_of(self.labels, name) if self.labels is not None else None
-                item = self.transform(raw) if self.transform is not None else raw
-            except Exception as exc:
-                self._fail(name, exc, skipped)
-                continue
-            keys.append(name)
-            items.append(item)
-            labels.append(label)
+        if (self.transform is None and self.labels is None
+                and not any(isinstance(r, BaseException) for r in raws)):
+            keys, items, labels = names, raws, [None] * len(names)  # nothing per sample
+        else:
+            keys, items, labels = [], [], []
+            for name, raw in zip(names, raws):
+                try:
+                    if isinstance(raw, BaseException):
+                        raise raw
+                    label = _label_of(self.labels, name) if self.labels is not None else None
+                    item = self.transform(raw) if self.transform is not None else raw
+                except Exception as exc:
+                    self._fail(name, exc, skipped)
+                    continue
+                keys.append(name)
+                items.append(item)
+                labels.append(label)
         data: Any = items
         if self.batch_transform is not None and items:
             data, keys, labels = self._run_batch_transform(epoch, index, keys, items, labels,
