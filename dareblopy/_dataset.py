@@ -45,6 +45,22 @@ Resuming
 The state is ``(epoch, batches consumed)``, the same on every rank, plus the
 settings that shape the order (checked on load).  A batch counts as consumed
 once it has been handed to the caller.
+
+Bounded memory
+--------------
+Nothing is held per sample of the epoch: the plan is arithmetic, a window
+of indices and the shard sizes.  Iterating in one process, peak RSS grows
+by at most ``(queue_size + worker_count + 2) * batch_bytes + C``:
+``queue_size`` batches in flight, one held by the caller, one being
+assembled, and up to one freed batch per worker thread that glibc keeps in
+that thread's malloc arena.  Measured on Linux x86-64, CPython 3.11 (see
+``tests/python/test_dataset.py::test_peak_rss_is_bounded``, 200 MiB
+streamed): C is about 3-4 MiB, for example +9 MiB with 1 MiB batches,
+queue 4 and 2 threads, +23 MiB with 4 MiB batches, queue 2 and 4 threads,
+and +3.7 MiB after streaming 9.8 GiB in 64 KiB batches; a dataset of 10**9
+samples costs no more than a small one.  The test asserts the bound with
+C = 16 MiB.  Readers keep their own handles open; ``max_open_shards``
+bounds how many are open at once.
 """
 from __future__ import annotations
 

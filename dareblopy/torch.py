@@ -29,7 +29,24 @@ from ._dataset import IndexedSamples, ShardedDataset, ShardReader
 __all__ = ["ShardedIterableDataset", "DataLoader", "ShardMapDataset"]
 
 
-class ShardedIterableDataset(_data.IterableDataset):
+class _EpochState:
+    """set_epoch, state_dict and load_state_dict, passed to the underlying
+    :class:`dareblopy.ShardedDataset`."""
+
+    def _sharded(self) -> ShardedDataset:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        self._sharded().set_epoch(epoch)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self._sharded().state_dict()
+
+    def load_state_dict(self, state) -> None:
+        self._sharded().load_state_dict(state)
+
+
+class ShardedIterableDataset(_EpochState, _data.IterableDataset):
     """A :class:`dareblopy.ShardedDataset` as a torch IterableDataset.
 
     Pass a ShardedDataset, or shards, a batch size and ShardedDataset's
@@ -48,6 +65,9 @@ class ShardedIterableDataset(_data.IterableDataset):
                 raise TypeError("ShardedIterableDataset: batch_size is required")
             self.dataset = ShardedDataset(shards, batch_size, **kwargs)
 
+    def _sharded(self) -> ShardedDataset:
+        return self.dataset
+
     def __len__(self) -> int:
         return len(self.dataset)
 
@@ -59,17 +79,9 @@ class ShardedIterableDataset(_data.IterableDataset):
         ds = self.dataset
         return ds.iter_partition(ds.epoch, ds.position, worker, count)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
-
-    def state_dict(self) -> Dict[str, Any]:
-        return self.dataset.state_dict()
-
-    def load_state_dict(self, state) -> None:
-        self.dataset.load_state_dict(state)
 
 
-class DataLoader(_data.DataLoader):
+class DataLoader(_EpochState, _data.DataLoader):
     """torch's DataLoader over a :class:`ShardedIterableDataset`, with
     resumable state.  ``batch_size`` defaults to None (the dataset makes the
     batches).  Workers are started afresh for each epoch so that they see
@@ -89,8 +101,11 @@ class DataLoader(_data.DataLoader):
         super().__init__(dataset, **kwargs)
         self.skipped: List[str] = []
 
+    def _sharded(self) -> ShardedDataset:
+        return self.dataset.dataset
+
     def __iter__(self):
-        ds = self.dataset.dataset
+        ds = self._sharded()
         for batch in super().__iter__():
             # The batch number rides in the batch, so the count is exact
             # whatever the number of workers.
@@ -100,14 +115,6 @@ class DataLoader(_data.DataLoader):
                 self.skipped.extend(batch.get("skipped", ()))
             yield batch
 
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
-
-    def state_dict(self) -> Dict[str, Any]:
-        return self.dataset.state_dict()
-
-    def load_state_dict(self, state) -> None:
-        self.dataset.load_state_dict(state)
 
 
 class ShardMapDataset(_data.Dataset):

@@ -358,6 +358,6 @@ def test_peak_rss_is_bounded(tmp_path, sample, per_shard, shards, batch, queue, 
     streamed, growth = map(int, out.stdout.split())
     assert streamed >= limit
     batch_bytes = sample * batch
-    # The documented bound (README, "Bounded memory").
+    # The documented bound (dareblopy/_dataset.py, "Bounded memory").
     bound = (queue + workers + 2) * batch_bytes + 16 * 2**20
     assert growth <= bound, f"peak RSS grew {growth / 2**20:.1f} MiB > {bound / 2**20:.1f} MiB"
