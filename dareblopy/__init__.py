@@ -25,3 +25,7 @@ from ._zip import Archive, ZipInfo, ZipWriter, open_zip_archive
 # ---- TFRecord
 
 # ---- data loading
+from ._loader import DataLoaderIterator, data_loader
+from ._dataset import (DirectoryShard, IndexedSamples, ShardedDataset, ShardReader, ZipShard,
+                       directory_shards, labels_from_parent_dirs, read_label_file, zip_shards)
+from ._shuffle import permutation

@@ -1,0 +1,363 @@
+"""Sharded datasets: determinism, exact sharding over ranks and workers,
+resumption, labels, the corrupt-sample policy and bounded memory."""
+import collections
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import dareblopy as db
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLASSES = ["cat", "dog", "emu"]
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """3 class directories of 23 files each (69 samples); each file holds its
+    own relative name, so contents can be checked against keys."""
+    root = tmp_path / "data"
+    for c in CLASSES:
+        (root / c).mkdir(parents=True)
+        for i in range(23):
+            rel = f"{c}/{i:03d}.bin"
+            (root / rel).write_bytes(rel.encode())
+    return root
+
+
+def all_keys(tree):
+    return sorted(f"{c}/{i:03d}.bin" for c in CLASSES for i in range(23))
+
+
+def keys_of(batches):
+    return [k for b in batches for k in b["keys"]]
+
+
+def make(tree, batch_size=4, files_per_shard=10, **kw):
+    return db.ShardedDataset(db.directory_shards(tree, files_per_shard), batch_size, **kw)
+
+
+# ---- the permutation
+
+
+def test_permutation_is_pinned_and_a_permutation():
+    p = db.permutation(10, 1, 0)
+    assert p.dtype == np.int64
+    # Pinned: the order must never change between versions or machines.
+    assert p.tolist() == [2, 5, 9, 3, 6, 1, 8, 7, 0, 4]
+    big = db.permutation(1000, 7, 3)
+    assert sorted(big.tolist()) == list(range(1000))
+    assert big.tolist() == db.permutation(1000, 7, 3).tolist()
+    assert big.tolist() != db.permutation(1000, 7, 4).tolist()
+    assert big.tolist() != db.permutation(1000, 8, 3).tolist()
+    assert db.permutation(0, 1).tolist() == [] and db.permutation(1, 1).tolist() == [0]
+
+
+# ---- reading and order
+
+
+def test_directory_shards_and_contents(tree):
+    shards = db.directory_shards(tree, files_per_shard=10)
+    assert [len(s) for s in shards] == [10] * 6 + [9]
+    ds = db.ShardedDataset(shards, 5, shuffle=False)
+    batches = list(ds)
+    assert keys_of(batches) == all_keys(tree)  # unshuffled: sorted walk order
+    for b in batches:
+        assert [d.decode() for d in b["data"]] == b["keys"]
+    assert [b["index"] for b in batches] == list(range(len(ds))) and len(ds) == 14
+
+
+def test_same_seed_same_order_other_epoch_or_seed_differs(tree):
+    a = keys_of(make(tree, seed=5))
+    assert a == keys_of(make(tree, seed=5))
+    assert sorted(a) == all_keys(tree)
+    assert a != all_keys(tree)
+    b = keys_of(make(tree, seed=5, epoch=1))
+    assert sorted(b) == all_keys(tree) and b != a
+    assert keys_of(make(tree, seed=6)) != a
+
+
+def test_shuffle_buffer_bounds_how_far_samples_move(tree):
+    ds = make(tree, shuffle_buffer=8, files_per_shard=69, seed=3)
+    got = keys_of(ds)
+    # One shard: the shard-major order is the sorted order, and each
+    # sample stays inside its window of 8 positions.
+    ref = all_keys(tree)
+    for pos, key in enumerate(got):
+        assert ref.index(key) // 8 == pos // 8
+    assert got != ref
+
+
+def test_worker_threads_do_not_change_the_order(tree):
+    one = keys_of(make(tree, seed=2))
+    assert keys_of(make(tree, seed=2, worker_count=3, queue_size=2)) == one
+
+
+# ---- exact sharding
+
+
+def partition_keys(tree, world, workers, **kw):
+    """Keys per rank, each rank's batches collected from its workers in
+    round-robin order (as torch's DataLoader does)."""
+    per_rank = []
+    for rank in range(world):
+        ds = make(tree, rank=rank, world_size=world, seed=11, **kw)
+        parts = [list(ds.iter_partition(0, 0, w, workers)) for w in range(workers)]
+        merged = []
+        for i in range(max(len(p) for p in parts)):
+            merged += [p[i] for p in parts if i < len(p)]
+        assert [b["index"] for b in merged] == list(range(len(ds)))
+        per_rank.append(merged)
+    return per_rank
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_exact_sharding_pad_and_drop(tree, world, workers):
+    n = 69
+    for uneven in ("pad", "drop"):
+        ranks = partition_keys(tree, world, workers, uneven=uneven)
+        counts = [len(r) for r in ranks]
+        assert len(set(counts)) == 1, "every rank gets the same number of batches"
+        keys = [k for r in ranks for k in keys_of(r)]
+        seen = collections.Counter(keys)
+        if uneven == "pad":
+            assert set(seen) == set(all_keys(tree))
+            assert len(keys) == -(-n // world) * world
+            assert sum(c - 1 for c in seen.values()) == len(keys) - n
+        else:
+            assert max(seen.values()) == 1
+            assert len(keys) == (n // world) * world
+        if n % world == 0:
+            assert sorted(keys) == all_keys(tree)  # exactly once
+
+
+def test_drop_last_and_equal_batches(tree):
+    ranks = partition_keys(tree, 2, 2, batch_size=4, drop_last=True)
+    assert [len(r) for r in ranks] == [8, 8]  # ceil(69/2)=35 samples -> 8 full batches
+    assert all(len(b["keys"]) == 4 for r in ranks for b in r)
+
+
+def test_rank_from_arguments_is_validated(tree):
+    with pytest.raises(ValueError):
+        make(tree, rank=2, world_size=2)
+    with pytest.raises(ValueError):
+        make(tree, rank=0)
+
+
+# ---- resumption
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_resume_mid_epoch_at_the_next_unseen_batch(tree, threads):
+    full = keys_of(make(tree, seed=9, epoch=2))
+    ds = make(tree, seed=9, epoch=2, worker_count=threads)
+    seen = []
+    for b in ds:
+        seen += b["keys"]
+        if b["index"] == 5:
+            state = json.loads(json.dumps(ds.state_dict()))  # survives JSON
+            break
+    assert state["epoch"] == 2 and state["position"] == 6
+    fresh = make(tree, seed=9, worker_count=threads)
+    fresh.load_state_dict(state)
+    fresh.set_epoch(2)  # the same epoch keeps the resumed position
+    rest = keys_of(fresh)
+    assert seen + rest == full
+    # a completed epoch rolls over to the next one
+    assert fresh.state_dict()["epoch"] == 3 and fresh.position == 0
+    assert keys_of(fresh) == keys_of(make(tree, seed=9, epoch=3))
+
+
+def test_break_keeps_position_and_state_checks_the_setup(tree):
+    ds = make(tree, seed=1)
+    it = iter(ds)
+    first = next(it)["keys"]
+    del it
+    assert ds.position == 1
+    assert keys_of(ds) == keys_of(make(tree, seed=1))[len(first):]
+    with pytest.raises(ValueError, match="batch_size"):
+        make(tree, batch_size=5, seed=1).load_state_dict(make(tree, seed=1).state_dict())
+    ds.set_epoch(7)
+    assert ds.state_dict()["epoch"] == 7 and ds.position == 0
+
+
+# ---- labels and transforms
+
+
+def test_labels_from_map_file_and_parent_dirs(tree, tmp_path):
+    label_file = tmp_path / "labels.txt"
+    label_file.write_text("# name label\n" + "".join(
+        f"{k} {CLASSES.index(k.split('/')[0])}\n" for k in all_keys(tree)))
+    from_file = db.read_label_file(label_file)
+    for labels in (from_file, db.labels_from_parent_dirs(CLASSES)):
+        for b in make(tree, labels=labels):
+            assert b["labels"].dtype == np.int64
+            assert b["labels"].tolist() == [CLASSES.index(k.split("/")[0]) for k in b["keys"]]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("no-label-here\n")
+    with pytest.raises(ValueError, match="bad.txt:1"):
+        db.read_label_file(bad)
+
+
+def test_batch_transform_gets_the_batch_and_a_stable_seed(tree):
+    calls = []
+
+    def batch_transform(raws, seed):
+        calls.append(seed)
+        return np.array([len(r) for r in raws])
+
+    for threads in (1, 3):
+        calls.clear()
+        out = list(make(tree, seed=4, batch_transform=batch_transform, worker_count=threads))
+        assert all(b["data"].tolist() == [len(k) for k in b["keys"]] for b in out)
+        seeds = sorted(calls)
+        if threads == 1:
+            first = seeds
+    assert seeds == first and len(set(first)) == len(first)
+
+
+# ---- corrupt samples
+
+
+def corrupt(tree):
+    """Deletes one file after listing and makes one transform fail."""
+    shards = db.directory_shards(tree, 10)
+    os.unlink(tree / "dog" / "005.bin")
+
+    def transform(raw):
+        if raw == b"emu/017.bin":
+            raise ValueError("cannot decode")
+        return raw
+    return shards, transform
+
+
+def test_corrupt_sample_raises_by_default(tree):
+    shards, transform = corrupt(tree)
+    with pytest.raises(FileNotFoundError) as info:
+        list(db.ShardedDataset(shards, 4, shuffle=False))
+    assert isinstance(info.value, db.NotFoundError)
+    assert "dog/005.bin" in str(info.value)
+    relisted = db.directory_shards(tree, 10)  # without the deleted file
+    with pytest.raises(ValueError, match="cannot decode"):
+        list(db.ShardedDataset(relisted, 4, shuffle=False, transform=transform,
+                               worker_count=2))
+
+
+def test_corrupt_samples_skipped_and_reported(tree):
+    shards, transform = corrupt(tree)
+    ds = db.ShardedDataset(shards, 4, seed=3, transform=transform, on_error="skip",
+                           worker_count=2)
+    batches = list(ds)
+    bad = {"dog/005.bin", "emu/017.bin"}
+    assert sorted(keys_of(batches)) == sorted(set(all_keys(tree)) - bad)
+    assert sorted(n for b in batches for n in b["skipped"]) == sorted(bad)
+    assert sorted(n for n, _ in ds.skipped) == sorted(bad)
+    assert any("NotFoundError" in msg for _, msg in ds.skipped)
+    assert len(batches) == len(ds)  # skipping never changes the batch count
+
+
+def test_batch_transform_failure_is_narrowed_to_the_sample(tree):
+    def batch_transform(raws, seed):
+        if b"cat/003.bin" in raws:
+            raise ValueError("bad jpeg")
+        return list(raws)
+
+    ds = make(tree, batch_transform=batch_transform, on_error="skip", shuffle=False)
+    got = keys_of(ds)
+    assert "cat/003.bin" not in got and len(got) == 68
+    assert [n for n, _ in ds.skipped] == ["cat/003.bin"]
+
+
+# ---- other readers
+
+
+def test_indexed_samples_reads_by_global_index(tree):
+    samples = db.IndexedSamples(db.directory_shards(tree, 10), labels=db.labels_from_parent_dirs(CLASSES))
+    assert len(samples) == 69
+    got = samples.get_many([68, 0, 10, 11, -1])
+    assert [g[0] for g in got] == [all_keys(tree)[i] for i in (68, 0, 10, 11, 68)]
+    assert all(g[1] == g[0].encode() for g in got)
+    assert got[0][2] == 2 and got[1][2] == 0
+    with pytest.raises(IndexError):
+        samples[69]
+
+
+def test_zip_shard_fails_only_at_use_without_zip_support(tmp_path):
+    shard = db.ZipShard(tmp_path / "a.zip")
+    try:
+        import dareblopy._zip  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="zip support"):
+            len(shard)
+    else:
+        pytest.skip("zip support is built in; tested with the zip layer")
+
+
+def test_import_does_not_import_torch():
+    out = subprocess.run([sys.executable, "-c",
+                          "import sys, dareblopy; print('torch' in sys.modules)"],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---- bounded memory
+
+RSS_SCRIPT = textwrap.dedent("""
+    import sys
+    import dareblopy as db
+
+    def vm(field):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+
+    class Synthetic(db.ShardReader):
+        # samples made on the fly, so the dataset can be far larger than RAM
+        def __init__(self, n, size):
+            self.n, self.size = n, size
+        def __len__(self):
+            return self.n
+        def name(self, i):
+            return str(i)
+        def read(self, idx):
+            return [bytes([i % 251]) * self.size for i in idx]
+
+    sample, per_shard, shards, batch, queue, workers, limit = map(int, sys.argv[1:])
+    ds = db.ShardedDataset([Synthetic(per_shard, sample) for _ in range(shards)], batch,
+                           seed=1, queue_size=queue, worker_count=workers)
+    base = vm("VmRSS")
+    streamed = 0
+    for b in ds:
+        streamed += sum(len(x) for x in b["data"])
+        if streamed >= limit:
+            break
+    print(streamed, vm("VmHWM") - base)
+""")
+
+
+@pytest.mark.parametrize("sample,per_shard,shards,batch,queue,workers", [
+    (512 * 1024, 100, 4, 2, 4, 2),        # 200 MiB through 4 batches of 1 MiB
+    (1024 * 1024, 50, 4, 4, 2, 3),        # 200 MiB, 4 MiB batches, more workers than queue
+    (1024, 1_000_000, 1000, 256, 4, 2),   # 1e9 samples (~1 TB): no per-sample tables
+])
+def test_peak_rss_is_bounded(tmp_path, sample, per_shard, shards, batch, queue, workers):
+    script = tmp_path / "rss.py"
+    script.write_text(RSS_SCRIPT)
+    limit = 200 * 2**20
+    out = subprocess.run([sys.executable, str(script), str(sample), str(per_shard), str(shards),
+                          str(batch), str(queue), str(workers), str(limit)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 0, out.stderr
+    streamed, growth = map(int, out.stdout.split())
+    assert streamed >= limit
+    batch_bytes = sample * batch
+    # The documented bound (dareblopy/_dataset.py, "Bounded memory").
+    bound = (queue + workers + 2) * batch_bytes + 16 * 2**20
+    assert growth <= bound, f"peak RSS grew {growth / 2**20:.1f} MiB > {bound / 2**20:.1f} MiB"
