@@ -466,7 +466,7 @@ static int decode_feature(const spec_feature *f, const found *w, size_t index, s
                              f->key, o->dst_cap, n * bytes);
         if (!w->present) {
             if (!f->dflt)
-                return dbr__fail(DBR_E_NOT_FOUND, "feature '%s' (%s) is required but missing",
+                return dbr__fail(DBR_E_ARG, "feature '%s' (%s) is required but missing",
                                  f->key, dtype_name(f->dtype));
             memcpy(dst, f->dflt, bytes);
             return DBR_OK;
@@ -483,10 +483,10 @@ static int decode_feature(const spec_feature *f, const found *w, size_t index, s
     int64_t total = 0;
     if (!w->present) {
         if (f->kind == DBR_FEATURE_FIXED && !f->allow_missing)
-            return dbr__fail(DBR_E_NOT_FOUND, "feature '%s' (%s) is required but missing",
+            return dbr__fail(DBR_E_ARG, "feature '%s' (%s) is required but missing",
                              f->key, dtype_name(f->dtype));
         if (f->in_lists && !f->allow_missing)
-            return dbr__fail(DBR_E_NOT_FOUND, "feature list '%s' is required but missing",
+            return dbr__fail(DBR_E_ARG, "feature list '%s' is required but missing",
                              f->key);
         total = f->kind == DBR_FEATURE_FIXED ? -1 : 0; /* -1: fill in the default */
     } else if (f->in_lists) {
