@@ -249,6 +249,8 @@ static int grow(void **buf, size_t *cap, size_t need, size_t unit)
 
 static int append(dbr_feature_out *o, const void *src, size_t n)
 {
+    if (!n)
+        return 1; /* an empty value; values may still be NULL */
     if (!grow(&o->values, &o->values_cap, o->values_len + n, 1))
         return 0;
     memcpy((char *)o->values + o->values_len, src, n);
