@@ -88,7 +88,7 @@ static void init_tables(void)
         }
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    have_hw = __builtin_cpu_supports("sse4.2");
+    have_hw = __builtin_cpu_supports("sse4.2") != 0;
 #elif defined(__aarch64__) && defined(__linux__)
     have_hw = arm_has_crc32();
 #endif
