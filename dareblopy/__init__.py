@@ -23,6 +23,16 @@ from ._zip import Archive, ZipInfo, ZipWriter, open_zip_archive
 # ---- JPEG
 
 # ---- TFRecord
+from ._example import (DataType, Example, FixedLenFeature, FixedLenSequenceFeature, Ragged,
+                       RecordParser, VarLenFeature, serialize_example,
+                       serialize_sequence_example)
+from ._tfrecord import (Compression, ParsedRecordYielderRandomized,
+                        ParsedTFRecordsDatasetIterator, RecordReader, RecordYielderBasic,
+                        RecordYielderRandomized, TFRecordsDatasetIterator, TFRecordWriter,
+                        build_index, load_index, read_index, write_index)
+from ._shuffle import permutation
+string, float32, int64, uint8 = DataType.string, DataType.float32, DataType.int64, DataType.uint8
+NONE, GZIP, ZLIB = Compression.NONE, Compression.GZIP, Compression.ZLIB
 
 # ---- data loading
 from ._loader import DataLoaderIterator, data_loader

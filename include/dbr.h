@@ -394,6 +394,137 @@ DBR_API void dbr_zip_writer_free(dbr_zip_writer *writer);
 
 /* (crc32c.c, tfrecord.c, example.c) */
 
+/* CRC-32C (Castagnoli).  dbr_crc32c extends crc (0 to start) over len bytes;
+ * it uses SSE4.2 or the ARMv8 CRC instructions when the CPU has them (see
+ * dbr_crc32c_hardware), a table loop otherwise.  dbr_crc32c_mask is
+ * TFRecord's rotate-and-add masking.  All three are pure and thread-safe. */
+DBR_API uint32_t dbr_crc32c(uint32_t crc, const void *data, size_t len);
+DBR_API uint32_t dbr_crc32c_mask(uint32_t crc);
+DBR_API int dbr_crc32c_hardware(void);
+
+/* Compression of a TFRecord file (values as in TensorFlow's options). */
+typedef enum dbr_tfrecord_compression {
+    DBR_TFRECORD_NONE = 0,
+    DBR_TFRECORD_GZIP = 1,
+    DBR_TFRECORD_ZLIB = 2
+} dbr_tfrecord_compression;
+
+/* A sequential reader of the records of one file (plain, GZIP or ZLIB).
+ * The reader borrows the file: keep it open until the reader is closed.
+ * max_record_size (0 = 1 GiB) bounds what a compressed record may claim;
+ * for plain files the file size bounds it.  Truncation, a bad CRC or an
+ * impossible length is DBR_E_CORRUPT with the file and the offset.
+ *
+ * Threads: one reader per thread; readers over one dbr_file may run
+ * concurrently (each reads with pread at its own offset). */
+typedef struct dbr_tfrecord_reader dbr_tfrecord_reader;
+
+DBR_API int dbr_tfrecord_reader_open(const dbr_file *file, int compression,
+                                     int verify_crc, uint64_t max_record_size,
+                                     dbr_tfrecord_reader **out);
+DBR_API void dbr_tfrecord_reader_close(dbr_tfrecord_reader *reader);
+
+/* The next record: *data points into the reader's buffer and stays valid
+ * until the next call on the reader; *offset (may be NULL) receives the
+ * record's offset in the (decompressed) stream.  DBR_E_EOF at the end. */
+DBR_API int dbr_tfrecord_reader_next(dbr_tfrecord_reader *reader,
+                                     const void **data, size_t *len,
+                                     uint64_t *offset);
+
+/* Stream offset of the next record. */
+DBR_API uint64_t dbr_tfrecord_reader_tell(const dbr_tfrecord_reader *reader);
+
+/* Random access to the record at offset of a plain file: its data into dst.
+ * With cap below the record size: DBR_E_TOO_SMALL and the size in
+ * *out_len.  Thread-safe. */
+DBR_API int dbr_tfrecord_read_at(const dbr_file *file, uint64_t offset,
+                                 int verify_crc, void *dst, size_t cap,
+                                 size_t *out_len);
+
+/* Index of a file: *out_pairs (free with dbr_free) receives *out_count
+ * pairs (offset, frame length), the frame being header + data + footer, as
+ * in the `offset length` text indexes of the tfrecord package and DALI.
+ * For plain files without verify_crc only the headers are read.  For
+ * compressed files the offsets are positions in the decompressed stream
+ * (they count records, they cannot seek).  Thread-safe. */
+DBR_API int dbr_tfrecord_index(const dbr_file *file, int compression,
+                               int verify_crc, uint64_t max_record_size,
+                               uint64_t **out_pairs, size_t *out_count);
+
+/* tf.train.Example / SequenceExample parsing. */
+typedef enum dbr_dtype {
+    DBR_DTYPE_STRING = 0,
+    DBR_DTYPE_FLOAT32 = 1,
+    DBR_DTYPE_INT64 = 2,
+    DBR_DTYPE_UINT8 = 3 /* one bytes value that fills a uint8 array */
+} dbr_dtype;
+
+typedef enum dbr_feature_kind {
+    DBR_FEATURE_FIXED = 0,          /* FixedLenFeature                */
+    DBR_FEATURE_VAR = 1,            /* VarLenFeature                  */
+    DBR_FEATURE_FIXED_SEQUENCE = 2  /* FixedLenSequenceFeature        */
+} dbr_feature_kind;
+
+/* A feature spec.  Build it (single-threaded), then use it from any number
+ * of threads: parsing never changes it. */
+typedef struct dbr_example_parser dbr_example_parser;
+
+/* sequence = 1 parses SequenceExample (context + feature lists). */
+DBR_API int dbr_example_parser_create(int sequence, dbr_example_parser **out);
+DBR_API void dbr_example_parser_free(dbr_example_parser *parser);
+
+/* Adds a feature.  inner: values per record for FIXED (bytes for uint8),
+ * values per row for FIXED_SEQUENCE.  in_feature_lists: the feature lives in
+ * a SequenceExample's feature_lists.  default_value: inner values of the
+ * dtype (NULL: the feature is required); for strings only its presence
+ * matters (the binding fills the value in). */
+DBR_API int dbr_example_parser_add(dbr_example_parser *parser, const char *key,
+                                   int kind, int dtype, int in_feature_lists,
+                                   size_t inner, const void *default_value,
+                                   size_t default_len, int allow_missing);
+DBR_API size_t dbr_example_parser_count(const dbr_example_parser *parser);
+
+/* 1 if feature index writes straight into dbr_feature_out.dst (fixed
+ * float32/int64/uint8), 0 if it fills the growable fields. */
+DBR_API int dbr_example_parser_is_direct(const dbr_example_parser *parser,
+                                         size_t index);
+
+/* Where one feature of a batch of n records goes; one per parser feature.
+ * Direct features: the caller sets dst to n * inner values.  Others:
+ * libdbr appends the values (int64, float32, or the bytes of strings back
+ * to back with each length in value_lengths) and sets counts[i], the number
+ * of values of record i (-1: missing, use the default).  Release with
+ * dbr_feature_out_clear.  Zero-initialise before use. */
+typedef struct dbr_feature_out {
+    void *dst;
+    size_t dst_cap;
+    void *values;
+    size_t values_len, values_cap;
+    uint64_t *value_lengths;
+    size_t value_count, lengths_cap;
+    int64_t *counts;
+    size_t counts_cap;
+} dbr_feature_out;
+
+DBR_API void dbr_feature_out_clear(dbr_feature_out *outs, size_t count);
+
+/* Parses n serialized records in one call, on up to `threads` threads
+ * (0 = all CPUs; batches with variable features run on one).  An error
+ * names the record and the feature. */
+DBR_API int dbr_example_parse(const dbr_example_parser *parser,
+                              const void *const *records, const size_t *lens,
+                              size_t n, dbr_feature_out *outs, int threads);
+
+/* Reads n records of plain files by their index entries (record i: files[i],
+ * offsets[i], frame_lengths[i]), checks the framing and CRCs, and parses
+ * them like dbr_example_parse: one call from disk to arrays. */
+DBR_API int dbr_tfrecord_parse_at(const dbr_example_parser *parser,
+                                  const dbr_file *const *files,
+                                  const uint64_t *offsets,
+                                  const uint64_t *frame_lengths, size_t n,
+                                  int verify_crc, dbr_feature_out *outs,
+                                  int threads);
+
 /* DBR_CDEF_END */
 
 #ifdef __cplusplus

@@ -107,4 +107,28 @@ uint32_t dbr__crc32(uint32_t crc, const void *data, size_t len);
 /* The hash of the name indexes (FNV-1a). */
 uint64_t dbr__hash_bytes(const char *s, size_t n);
 
+/* ---- TFRecord and Example (crc32c.c, tfrecord.c, example.c) ---- */
+
+/* The table-driven CRC-32C, whatever the CPU (tests compare the paths). */
+uint32_t dbr__crc32c_sw(uint32_t crc, const void *data, size_t len);
+
+/* Checks a 12-byte record header at offset; *out_len gets the data length. */
+int dbr__tfrecord_check_header(const unsigned char *h, const char *path, uint64_t offset,
+                               uint64_t *out_len);
+/* Checks data[0, len) against the masked CRC stored at data + len. */
+int dbr__tfrecord_check_data(const unsigned char *data, uint64_t len, const char *path,
+                             uint64_t offset);
+/* Reads and checks the whole frame (header, data, footer) at offset. */
+int dbr__tfrecord_frame_at(const dbr_file *file, uint64_t offset, uint64_t frame_len,
+                           unsigned char *dst, int verify);
+
+/* Parses one record into slot index of a batch of n. */
+int dbr__example_parse_one(const dbr_example_parser *p, const void *rec, size_t len,
+                           size_t index, size_t n, dbr_feature_out *outs);
+/* 1 if every feature writes straight into dst (batches may fan out). */
+int dbr__example_all_direct(const dbr_example_parser *p);
+/* Keeps the failure of the lowest item index of a parallel batch. */
+void dbr__batch_note_failure(int *lock, int *rc_slot, size_t *failed, char *msg, size_t cap,
+                             int rc, size_t index);
+
 #endif /* DBR_INTERNAL_H */

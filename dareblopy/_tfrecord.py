@@ -1,0 +1,503 @@
+"""TFRecord files: reading (plain, GZIP, ZLIB), indexes, writing, and the
+DareBlopy yielders and dataset iterators.
+
+Indexes are text, one ``offset length`` line per record (length counts the
+12-byte header and 4-byte footer), as the ``tfrecord`` package and DALI's
+tfrecord2idx write them.  They give plain files random access, ``len()``
+and ``reader[i]``.  A compressed file cannot seek: its index (offsets in
+the decompressed stream) still gives ``len()``, but reading record i means
+inflating from the start, so random access raises UnsupportedError and the
+randomized yielders shuffle compressed files through a buffer instead."""
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import struct
+import tempfile
+import time
+import zlib
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from ._buffers import encode_path, new_bytes
+from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_code
+from ._example import RecordParser
+from ._ffi import ffi, lib
+from ._files import File
+from ._shuffle import SplitMix64, permutation
+
+INDEX_SUFFIX = ".idx"
+
+
+class Compression(enum.IntEnum):
+    NONE = lib.DBR_TFRECORD_NONE
+    GZIP = lib.DBR_TFRECORD_GZIP
+    ZLIB = lib.DBR_TFRECORD_ZLIB
+
+
+def _compression(value) -> Compression:
+    if value is None or value == "":
+        return Compression.NONE
+    if isinstance(value, str):
+        try:
+            return Compression[value.upper()]
+        except KeyError:
+            raise InvalidArgumentError(
+                f"compression {value!r} is not NONE, GZIP or ZLIB") from None
+    return Compression(int(value))
+
+
+def _as_file(path_or_file) -> File:
+    return path_or_file if isinstance(path_or_file, File) else File.open(path_or_file)
+
+
+def _raise(rc):
+    if rc < 0:
+        raise error_from_code(rc)
+
+
+# ---- indexes --------------------------------------------------------------
+
+
+def build_index(path_or_file, compression=None, verify_crc: bool = False,
+                max_record_size: int = 0) -> np.ndarray:
+    """Scans a file: an ``[N, 2]`` uint64 array of (offset, frame length).
+    For plain files without ``verify_crc`` only the 12-byte headers are
+    read (their length CRC is always checked)."""
+    f = _as_file(path_or_file)
+    pairs = ffi.new("uint64_t **")
+    count = ffi.new("size_t *")
+    check(lib.dbr_tfrecord_index(f._h(), int(_compression(compression)), int(verify_crc),
+                                 max_record_size, pairs, count))
+    try:
+        n = count[0]
+        data = ffi.buffer(pairs[0], n * 16)[:] if n else b""
+    finally:
+        lib.dbr_free(pairs[0])
+    return np.frombuffer(data, np.uint64).reshape(-1, 2).copy()
+
+
+def write_index(index: np.ndarray, index_path) -> None:
+    """Writes an index as text, atomically."""
+    text = "".join(f"{int(o)} {int(n)}\n" for o, n in index)
+    folder = os.path.dirname(os.path.abspath(index_path))
+    fd, tmp = tempfile.mkstemp(prefix=".idx-", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, index_path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_index(index_path) -> np.ndarray:
+    """Reads a text index (``offset length`` per line)."""
+    with open(index_path, "rb") as fh:
+        data = fh.read()
+    if not data.strip():
+        return np.zeros((0, 2), np.uint64)
+    try:
+        values = np.array(data.split(), dtype=np.uint64)
+    except ValueError:
+        raise InvalidArgumentError(f"index '{index_path}' is not lines of 'offset length'") from None
+    if values.size % 2:
+        raise InvalidArgumentError(f"index '{index_path}' has an odd number of values")
+    return values.reshape(-1, 2)
+
+
+def _cache_dir() -> str:
+    return os.environ.get("DAREBLOPY_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "dareblopy", "tfrecord-index")
+
+
+def index_path_for(path, cache_dir: Optional[str] = None) -> str:
+    """Where the cached index of ``path`` lives: beside it (``FILE.idx``),
+    or in ``cache_dir`` under a name derived from the absolute path."""
+    path = os.fspath(path)
+    if cache_dir is None:
+        return path + INDEX_SUFFIX
+    digest = hashlib.sha1(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()
+    return os.path.join(cache_dir, f"{os.path.basename(path)}-{digest[:16]}{INDEX_SUFFIX}")
+
+
+def _fresh(index_path, path, size) -> Optional[np.ndarray]:
+    try:
+        if os.path.getmtime(index_path) < os.path.getmtime(path):
+            return None
+        index = read_index(index_path)
+    except (OSError, InvalidArgumentError):
+        return None
+    end = int(index[-1, 0] + index[-1, 1]) if len(index) else 0
+    return index if end == size else None  # plain files: the frames tile the file
+
+
+def load_index(path, compression=None, cache_dir: Optional[str] = None,
+               rebuild: bool = False) -> np.ndarray:
+    """The index of an OS file, built on demand and cached beside it (or in
+    ``cache_dir``, or, when the file's folder is read-only, in
+    ``$DAREBLOPY_CACHE_DIR`` / ``~/.cache/dareblopy``)."""
+    compression = _compression(compression)
+    path = os.fspath(path)
+    candidates = [index_path_for(path, cache_dir)] if cache_dir else \
+        [index_path_for(path), index_path_for(path, _cache_dir())]
+    if not rebuild and compression == Compression.NONE:
+        size = os.path.getsize(path)
+        for c in candidates:
+            index = _fresh(c, path, size)
+            if index is not None:
+                return index
+    index = build_index(path, compression)
+    for c in candidates:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(c)), exist_ok=True)
+            write_index(index, c)
+            break
+        except OSError:
+            continue
+    return index
+
+
+# ---- reading --------------------------------------------------------------
+
+
+class RecordReader:
+    """Reads the records of one TFRecord file (a path or a dareblopy.File,
+    so files inside a mounted zip work too) as ``bytes``.
+
+    Iterating streams the file (GZIP and ZLIB are inflated a window at a
+    time).  ``read_record(offset)``, ``len()`` and ``reader[i]`` use random
+    access and need a plain file; ``len`` and ``[]`` build the index on
+    first use.  CRCs are verified unless ``verify_crc=False``."""
+
+    def __init__(self, file, compression=None, verify_crc: bool = True,
+                 max_record_size: int = 0):
+        self._file = _as_file(file)
+        self.compression = _compression(compression)
+        self.verify_crc = bool(verify_crc)
+        self.max_record_size = int(max_record_size)
+        self._index = None
+
+    @property
+    def file(self) -> File:
+        return self._file
+
+    @property
+    def path(self) -> str:
+        return self._file.path
+
+    def __iter__(self):
+        handle = ffi.new("dbr_tfrecord_reader **")
+        check(lib.dbr_tfrecord_reader_open(self._file._h(), int(self.compression),
+                                           int(self.verify_crc), self.max_record_size, handle))
+        reader = ffi.gc(handle[0], lib.dbr_tfrecord_reader_close)
+        data = ffi.new("void **")
+        size = ffi.new("size_t *")
+        nxt = lib.dbr_tfrecord_reader_next
+        eof = lib.DBR_E_EOF
+        try:
+            while True:
+                rc = nxt(reader, data, size, ffi.NULL)
+                if rc == eof:
+                    return
+                if rc < 0:
+                    raise error_from_code(rc)
+                yield ffi.buffer(data[0], size[0])[:]
+        finally:
+            ffi.release(reader)
+
+    def read_record(self, offset: int) -> bytes:
+        """The record whose header starts at ``offset`` (plain files)."""
+        self._need_plain("read_record")
+        size = ffi.new("size_t *")
+        h = self._file._h()
+        rc = lib.dbr_tfrecord_read_at(h, offset, 0, ffi.NULL, 0, size)
+        if rc not in (0, lib.DBR_E_TOO_SMALL):
+            raise error_from_code(rc)
+        obj = new_bytes(size[0])
+        _raise(lib.dbr_tfrecord_read_at(h, offset, int(self.verify_crc), obj, size[0], size))
+        return obj
+
+    def _need_plain(self, what):
+        if self.compression != Compression.NONE:
+            raise UnsupportedError(
+                f"{what}: '{self.path}' is {self.compression.name}-compressed and cannot seek; "
+                "iterate over it, or write it uncompressed for random access")
+
+    @property
+    def index(self) -> np.ndarray:
+        """``[N, 2]`` (offset, frame length); loaded from or cached beside an
+        OS file when possible."""
+        if self._index is None:
+            path = self.path
+            if self.compression == Compression.NONE and os.path.isfile(path) and \
+                    os.path.getsize(path) == self._file.size():
+                self._index = load_index(path)
+            else:
+                self._index = build_index(self._file, self.compression,
+                                          max_record_size=self.max_record_size)
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> bytes:
+        self._need_plain("reader[i]")
+        index = self.index
+        return self.read_record(int(index[i, 0]))
+
+    def get_metadata(self):
+        """(file_size, data_size, entries), checking every CRC."""
+        index = build_index(self._file, self.compression, verify_crc=True,
+                            max_record_size=self.max_record_size)
+        entries = len(index)
+        data = int(index[:, 1].sum()) - 16 * entries if entries else 0
+        return self._file.size(), data, entries
+
+
+# ---- writing --------------------------------------------------------------
+
+
+class TFRecordWriter:
+    """Writes records (NONE, GZIP or ZLIB), readable by TensorFlow.  The file
+    appears atomically at ``close()`` (written to a temporary name in the
+    same folder, then renamed); leaving a ``with`` block by an exception
+    discards it."""
+
+    def __init__(self, path, compression=None, level: int = 6):
+        self.path = os.fspath(path)
+        encode_path(self.path)
+        self.compression = _compression(compression)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        fd, self._tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.path) + ".",
+                                         suffix=".tmp", dir=folder)
+        self._fh = os.fdopen(fd, "wb")
+        self._z = None
+        if self.compression != Compression.NONE:
+            wbits = 31 if self.compression == Compression.GZIP else 15
+            self._z = zlib.compressobj(level, zlib.DEFLATED, wbits)
+
+    def write(self, record) -> None:
+        if self._fh is None:
+            raise ValueError("write to a closed TFRecordWriter")
+        data = bytes(record)
+        head = struct.pack("<Q", len(data))
+        frame = b"".join((head, struct.pack("<I", lib.dbr_crc32c_mask(lib.dbr_crc32c(0, head, 8))),
+                          data,
+                          struct.pack("<I", lib.dbr_crc32c_mask(lib.dbr_crc32c(0, data, len(data))))))
+        self._fh.write(self._z.compress(frame) if self._z else frame)
+
+    def flush(self) -> None:
+        if self._z:
+            self._fh.write(self._z.flush(zlib.Z_SYNC_FLUSH))
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is None:
+            return
+        if self._z:
+            self._fh.write(self._z.flush())
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.path)
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            os.unlink(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+    def __del__(self):
+        try:
+            self.discard()
+        except Exception:
+            pass
+
+
+# ---- yielders -------------------------------------------------------------
+
+
+def _seed(seed):
+    return int(time.time() * 1000) if seed is None else int(seed)
+
+
+class RecordYielderBasic:
+    """Records of several files in order; ``next_n(n)`` returns up to n and
+    raises StopIteration when none are left."""
+
+    def __init__(self, filenames: Sequence, compression=None):
+        self._records = (r for name in filenames
+                         for r in RecordReader(name, compression))
+
+    def next_n(self, n: int) -> List[bytes]:
+        batch = []
+        for r in self._records:
+            batch.append(r)
+            if len(batch) == n:
+                break
+        if not batch:
+            raise StopIteration
+        return batch
+
+    def __iter__(self):
+        return self._records
+
+
+class _Plan:
+    """A shuffled order of all records of plain files, from their indexes."""
+
+    def __init__(self, filenames, seed, epoch):
+        self.files = [File.open(n) for n in filenames]
+        indexes = [load_index(n) for n in filenames]
+        self.handles = [f._h() for f in self.files]
+        which = np.concatenate([np.full(len(ix), k, np.int64) for k, ix in enumerate(indexes)]) \
+            if indexes else np.zeros(0, np.int64)
+        pairs = np.concatenate(indexes) if indexes else np.zeros((0, 2), np.uint64)
+        order = permutation(len(pairs), seed, epoch)
+        self.which = which[order]
+        self.offsets = np.ascontiguousarray(pairs[order, 0])
+        self.lengths = np.ascontiguousarray(pairs[order, 1])
+        self.pos = 0
+
+    def take(self, n):
+        s = slice(self.pos, min(self.pos + n, len(self.offsets)))
+        self.pos = s.stop
+        return s
+
+
+class _BufferShuffle:
+    """For compressed files: files in a shuffled order, records drawn at
+    random from a buffer of ``buffer_size`` (like tf.data's shuffle)."""
+
+    def __init__(self, filenames, buffer_size, seed, epoch, compression):
+        order = permutation(len(filenames), seed, epoch)
+        self._rng = SplitMix64(seed, epoch + 0x5EED)
+        self._source = (r for k in order for r in RecordReader(filenames[k], compression))
+        self._buffer = []
+        self._size = max(1, int(buffer_size))
+
+    def next_n(self, n):
+        out = []
+        while len(out) < n:
+            for r in self._source:
+                self._buffer.append(r)
+                if len(self._buffer) >= self._size:
+                    break
+            if not self._buffer:
+                break
+            j = self._rng.below(len(self._buffer))
+            self._buffer[j], self._buffer[-1] = self._buffer[-1], self._buffer[j]
+            out.append(self._buffer.pop())
+        return out
+
+
+class RecordYielderRandomized:
+    """Records of several files in a random order fixed by (seed, epoch).
+
+    Plain files are shuffled exactly, across all records of all files,
+    through their indexes (``buffer_size`` is not needed); compressed files
+    through a buffer of ``buffer_size`` records."""
+
+    def __init__(self, filenames: Sequence, buffer_size: int = 1000, seed: int = None,
+                 epoch: int = 0, compression=None):
+        compression = _compression(compression)
+        filenames = [os.fspath(n) for n in filenames]
+        seed = _seed(seed)
+        if compression == Compression.NONE:
+            self._plan = _Plan(filenames, seed, epoch)
+            self._shuffle = None
+        else:
+            self._plan = None
+            self._shuffle = _BufferShuffle(filenames, buffer_size, seed, epoch, compression)
+
+    def next_n(self, n: int) -> List[bytes]:
+        if self._plan is None:
+            batch = self._shuffle.next_n(n)
+        else:
+            p = self._plan
+            s = p.take(n)
+            batch = [_read_frame(p.handles[w], o) for w, o in
+                     zip(p.which[s].tolist(), p.offsets[s].tolist())]
+        if not batch:
+            raise StopIteration
+        return batch
+
+
+def _read_frame(handle, offset):
+    size = ffi.new("size_t *")
+    rc = lib.dbr_tfrecord_read_at(handle, offset, 0, ffi.NULL, 0, size)
+    if rc not in (0, lib.DBR_E_TOO_SMALL):
+        raise error_from_code(rc)
+    obj = new_bytes(size[0])
+    _raise(lib.dbr_tfrecord_read_at(handle, offset, 1, obj, size[0], size))
+    return obj
+
+
+class ParsedRecordYielderRandomized:
+    """Like RecordYielderRandomized, but ``next_n`` returns parsed arrays
+    (one ``[n, ...]`` per feature): for plain files one C call reads,
+    checks and parses the whole batch, on several threads."""
+
+    def __init__(self, parser: RecordParser, filenames: Sequence, buffer_size: int = 1000,
+                 seed: int = None, epoch: int = 0, compression=None):
+        self.parser = parser
+        self._yielder = RecordYielderRandomized(filenames, buffer_size, seed, epoch, compression)
+
+    def next_n(self, n: int) -> list:
+        p = self._yielder._plan
+        if p is None:
+            return self.parser.parse_example(self._yielder.next_n(n))
+        s = p.take(n)
+        if s.stop <= s.start:
+            raise StopIteration
+        handles = [p.handles[w] for w in p.which[s].tolist()]
+        return self.parser._parse_at(handles, p.offsets[s], p.lengths[s])
+
+
+class TFRecordsDatasetIterator:
+    """Batches of raw records (lists of bytes) in a random order."""
+
+    def __init__(self, filenames, batch_size, buffer_size=1000, seed=None, epoch=0,
+                 compression=None):
+        self.record_yielder = RecordYielderRandomized(filenames, buffer_size, _seed(seed), epoch,
+                                                      compression)
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.record_yielder.next_n(self.batch_size)
+
+
+class ParsedTFRecordsDatasetIterator:
+    """Batches of parsed arrays in a random order: one C call per batch."""
+
+    def __init__(self, filenames, features, batch_size, buffer_size=1000, seed=None, epoch=0,
+                 compression=None):
+        self.parser = features if isinstance(features, RecordParser) else \
+            RecordParser(features, True)
+        self.record_yielder = ParsedRecordYielderRandomized(
+            self.parser, filenames, buffer_size, _seed(seed), epoch, compression)
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.record_yielder.next_n(self.batch_size)

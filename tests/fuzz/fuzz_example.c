@@ -1,0 +1,62 @@
+/* Fuzz target: tf.train.Example / SequenceExample parsing with a spec of
+ * every kind.  The first byte picks Example or SequenceExample; the rest is
+ * the record, parsed alone and as a batch of two. */
+#include "dbr.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static dbr_example_parser *make(int sequence)
+{
+    dbr_example_parser *p = NULL;
+    int64_t dflt[2] = {7, 8};
+    if (dbr_example_parser_create(sequence, &p) != DBR_OK)
+        abort();
+    dbr_example_parser_add(p, "i", DBR_FEATURE_FIXED, DBR_DTYPE_INT64, 0, 2, dflt, sizeof dflt, 0);
+    dbr_example_parser_add(p, "f", DBR_FEATURE_FIXED, DBR_DTYPE_FLOAT32, 0, 3, NULL, 0, 0);
+    dbr_example_parser_add(p, "u", DBR_FEATURE_FIXED, DBR_DTYPE_UINT8, 0, 4, NULL, 0, 0);
+    dbr_example_parser_add(p, "s", DBR_FEATURE_FIXED, DBR_DTYPE_STRING, 0, 1, "", 1, 0);
+    dbr_example_parser_add(p, "v", DBR_FEATURE_VAR, DBR_DTYPE_INT64, 0, 0, NULL, 0, 0);
+    dbr_example_parser_add(p, "w", DBR_FEATURE_VAR, DBR_DTYPE_STRING, 0, 0, NULL, 0, 0);
+    dbr_example_parser_add(p, "q", DBR_FEATURE_FIXED_SEQUENCE, DBR_DTYPE_FLOAT32, 0, 2, NULL, 0, 1);
+    if (sequence)
+        dbr_example_parser_add(p, "l", DBR_FEATURE_FIXED_SEQUENCE, DBR_DTYPE_INT64, 1, 2, NULL, 0,
+                               1);
+    return p;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static dbr_example_parser *parsers[2];
+    if (size < 1)
+        return 0;
+    int seq = data[0] & 1;
+    if (!parsers[seq])
+        parsers[seq] = make(seq);
+    dbr_example_parser *p = parsers[seq];
+    size_t n = dbr_example_parser_count(p);
+    dbr_feature_out outs[8];
+    int64_t i[4];
+    float f[6];
+    unsigned char u[8];
+    const void *recs[2] = {data + 1, data + 1};
+    size_t lens[2] = {size - 1, size - 1};
+    for (size_t batch = 1; batch <= 2; batch++) {
+        memset(outs, 0, sizeof outs);
+        outs[0].dst = i, outs[0].dst_cap = batch * 16;
+        outs[1].dst = f, outs[1].dst_cap = batch * 12;
+        outs[2].dst = u, outs[2].dst_cap = batch * 4;
+        if (dbr_example_parse(p, recs, lens, batch, outs, 1) == DBR_OK) {
+            for (size_t k = 3; k < n; k++) {
+                int64_t sum = 0;
+                for (size_t r = 0; r < batch; r++)
+                    sum += outs[k].counts[r] > 0 ? outs[k].counts[r] : 0;
+                size_t unit = k == 5 || k == 3 ? 0 : k == 6 ? 4 : 8;
+                if (unit && (uint64_t)sum * unit != outs[k].values_len)
+                    abort(); /* counts disagree with the values */
+            }
+        }
+        dbr_feature_out_clear(outs, n);
+    }
+    return 0;
+}
