@@ -1,14 +1,14 @@
-"""The ``dareblopy`` command line: ``pack``, ``ls``, ``cat`` and ``verify``.
+"""The ``dareblopy`` command line: ``pack``, ``ls``, ``cat``, ``verify`` and
+``index``.
 
 Each subcommand is a ``cmd_*`` function plus an ``add_*`` function that
-declares its arguments; a new subcommand (or a new ``pack --format``) adds
-its pair and registers it in ``SUBCOMMANDS`` or ``PACK_FORMATS``."""
+declares its arguments, registered in ``SUBCOMMANDS``."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import List, Optional
 
 from ._errors import DbrError
 
@@ -16,75 +16,66 @@ from ._errors import DbrError
 def _progress(total: int, desc: str):
     """A tqdm bar on stderr when tqdm is installed, else a stand-in that
     does nothing."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is None:
-        class _Null:
-            def update(self, n=1):
-                pass
+    from ._pack import _progress as bar
 
-            def close(self):
-                pass
-        return _Null()
-    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, leave=False)
+    class _Null:
+        def update(self, n=1):
+            pass
 
-
-def _walk(src: str) -> Iterable[Tuple[str, str, bool]]:
-    """(OS path, archive name, is_dir) under src, sorted, directories too."""
-    for root, dirs, files in os.walk(src):
-        dirs.sort()
-        rel_root = os.path.relpath(root, src)
-        prefix = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
-        if prefix:
-            yield root, prefix, True
-        for name in sorted(files):
-            yield os.path.join(root, name), prefix + name, False
+        def close(self):
+            pass
+    return bar(total, desc) or _Null()
 
 
 # ---- pack
 
-def pack_zip(args) -> int:
-    from ._zip import ZipWriter
-    items = list(_walk(args.src))
-    bar = _progress(len(items), f"packing {os.path.basename(args.out)}")
-    with ZipWriter(args.out, method=args.method, level=args.level) as writer:
-        for path, name, is_dir in items:
-            mtime = os.stat(path).st_mtime
-            if is_dir:
-                writer.mkdir(name, mtime=mtime)
-            else:
-                with open(path, "rb") as fh:
-                    writer.write(name, fh.read(), mtime=mtime)
-            bar.update(1)
-    bar.close()
-    files = sum(1 for *_, is_dir in items if not is_dir)
-    print(f"{args.out}: {files} files, {os.path.getsize(args.out)} bytes ({args.method})")
-    return 0
-
-
-# Other formats register here: name -> function(args) -> exit code.
-PACK_FORMATS: Dict[str, Callable] = {"zip": pack_zip}
-
-
 def add_pack(sub) -> None:
-    p = sub.add_parser("pack", help="pack a directory into an archive")
-    p.add_argument("src", metavar="SRC_DIR")
-    p.add_argument("out", metavar="OUT")
-    p.add_argument("--format", choices=sorted(PACK_FORMATS), default="zip")
+    p = sub.add_parser(
+        "pack", help="pack files into zip or TFRecord shards",
+        description="SRC is a directory (packed as a tree, or as ImageFolder classes with "
+                    "--labels imagefolder) or a list file of 'path label' lines.")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("out", metavar="OUT",
+                   help="output file; with --shards N > 1, -0000i-of-0000N is added before "
+                        "the extension (or use {shard} and {shards} in OUT)")
+    p.add_argument("--format", choices=["zip", "tfrecord"], default="zip")
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--labels", choices=["none", "imagefolder"], default="none",
+                   help="imagefolder: top-level subdirectories of SRC are classes")
+    p.add_argument("--shuffle", action="store_true", help="shuffle items before sharding")
+    p.add_argument("--seed", type=int, default=0, help="seed of --shuffle")
+    p.add_argument("--workers", type=int, default=0,
+                   help="threads writing shards (default: one per core)")
     p.add_argument("--method", choices=["stored", "deflate", "lz4"], default="deflate",
                    help="compression of zip entries (default deflate; lz4 is read by "
                         "dareblopy and DareBlopy only)")
     p.add_argument("--level", type=int, default=0,
                    help="compression level: deflate 1-9, lz4 1-12 (0 = default)")
+    p.add_argument("--compression", default="NONE", choices=["NONE", "GZIP", "ZLIB"],
+                   help="compression of TFRecord files")
 
 
 def cmd_pack(args) -> int:
-    if not os.path.isdir(args.src):
-        print(f"dareblopy pack: {args.src} is not a directory", file=sys.stderr)
+    from . import _pack
+    classes = None
+    if os.path.isfile(args.src):
+        items = _pack.list_file_items(args.src)
+    elif not os.path.isdir(args.src):
+        print(f"dareblopy pack: {args.src} is neither a directory nor a list file",
+              file=sys.stderr)
         return 2
-    return PACK_FORMATS[args.format](args)
+    elif args.labels == "imagefolder":
+        items, classes = _pack.imagefolder_items(args.src)
+    else:
+        items = _pack.tree_items(args.src)
+    paths = _pack.pack(items, args.out, format=args.format, shards=args.shards,
+                       shuffle=args.shuffle, seed=args.seed, method=args.method,
+                       level=args.level, compression=args.compression,
+                       workers=args.workers, classes=classes)
+    size = sum(os.path.getsize(p) for p in paths)
+    print(f"{args.out}: {len(items)} files in {len(paths)} {args.format} shard(s), "
+          f"{size} bytes; manifest {_pack.manifest_path(args.out)}")
+    return 0
 
 
 # ---- ls
@@ -149,8 +140,19 @@ def cmd_verify(args) -> int:
     return 1 if bad else 0
 
 
+def add_index(sub) -> None:
+    from ._tfrecord_cli import add_index_parser
+    add_index_parser(sub)
+
+
+def cmd_index(args) -> int:
+    from ._tfrecord_cli import run_index
+    return run_index(args)
+
+
 SUBCOMMANDS = {"pack": (add_pack, cmd_pack), "ls": (add_ls, cmd_ls),
-               "cat": (add_cat, cmd_cat), "verify": (add_verify, cmd_verify)}
+               "cat": (add_cat, cmd_cat), "verify": (add_verify, cmd_verify),
+               "index": (add_index, cmd_index)}
 
 
 def build_parser() -> argparse.ArgumentParser:

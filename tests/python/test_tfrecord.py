@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import dareblopy as db
-from dareblopy._tfrecord_cli import pack_tfrecord, run_index, shard_names
+from dareblopy._pack import pack, shard_paths, tree_items
+from dareblopy._tfrecord_cli import run_index
 
 COMPRESSIONS = ["NONE", "GZIP", "ZLIB"]
 
@@ -378,8 +379,10 @@ def test_pack_tfrecord(tmp_path):
     for name, data in files.items():
         (src / name).write_bytes(data)
     out = str(tmp_path / "out.tfrecord")
-    names = pack_tfrecord(src, out, shards=3, compression="ZLIB", progress=False)
-    assert names == shard_names(out, 3) and len(names) == 3
+    names = pack(tree_items(str(src)), out, format="tfrecord", shards=3, compression="ZLIB",
+                 progress=False)
+    assert names == shard_paths(out, 3) and len(names) == 3
+    assert names[0].endswith("out-00000-of-00003.tfrecord")
     parser = db.RecordParser({"path": db.FixedLenFeature([], db.string),
                               "data": db.FixedLenFeature([], db.string)})
     got = {}

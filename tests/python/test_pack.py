@@ -1,0 +1,154 @@
+"""Packing ImageFolder trees and list files into zip / TFRecord shards, and
+reading them back through the dataset layer."""
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import dareblopy as db
+from dareblopy import _pack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def imagefolder(tmp_path):
+    src = tmp_path / "train"
+    files = {}
+    for c, cls in enumerate(["cat", "dog", "eel"]):
+        (src / cls / "nested").mkdir(parents=True)
+        for i in range(7 + c):
+            rel = f"{cls}/{'nested/' if i % 3 == 0 else ''}{i}.jpg"
+            data = os.urandom(100 + i * 10 + c)
+            (src / rel).write_bytes(data)
+            files[rel] = (data, c)
+    return src, files
+
+
+def test_imagefolder_to_shuffled_zip_shards(tmp_path, imagefolder):
+    src, files = imagefolder
+    items, classes = _pack.imagefolder_items(str(src))
+    assert classes == ["cat", "dog", "eel"]
+    out = str(tmp_path / "out" / "train.zip")
+    os.makedirs(os.path.dirname(out))
+    paths = _pack.pack(items, out, shards=3, shuffle=True, seed=5, method="stored",
+                       progress=False, classes=classes)
+    assert [os.path.basename(p) for p in paths] == [
+        "train-00000-of-00003.zip", "train-00001-of-00003.zip", "train-00002-of-00003.zip"]
+    seen = {}
+    for p in paths:
+        with zipfile.ZipFile(p) as z:  # an independent reader agrees
+            assert z.testzip() is None
+            for n in z.namelist():
+                if not n.endswith("/"):
+                    seen[n] = z.read(n)
+    assert {k: v for k, v in seen.items()} == {k: d for k, (d, _) in files.items()}
+    # Shuffled: the first shard is not simply the first classes in order.
+    with zipfile.ZipFile(paths[0]) as z:
+        first = [n for n in z.namelist() if not n.endswith("/")]
+    assert first != sorted(first)
+
+    labels = _pack.read_manifest_labels(_pack.manifest_path(out))
+    assert len(labels) == len(files)
+    ds = db.ShardedDataset(db.zip_shards(paths), batch_size=4, shuffle=True, seed=1,
+                           labels=labels, rank=0, world_size=1)
+    got = {}
+    for batch in ds:
+        for key, data, label in zip(batch["keys"], batch["data"], batch["labels"]):
+            entry = key.split("/", 1)[1]
+            got[entry] = (data, int(label))
+    assert got == files
+    # ImageFolder names also give the labels without the manifest.
+    by_dir = db.labels_from_parent_dirs(classes)
+    assert all(by_dir(k) == labels[k] for k in labels if k.count("/") == 2)
+
+
+def test_same_seed_same_shards(tmp_path, imagefolder):
+    src, _ = imagefolder
+    items, _ = _pack.imagefolder_items(str(src))
+    outs = []
+    for run in range(2):
+        out = str(tmp_path / f"r{run}.zip")
+        _pack.pack(items, out, shards=2, shuffle=True, seed=9, progress=False)
+        outs.append([zipfile.ZipFile(p).namelist() for p in _pack.shard_paths(out, 2)])
+    assert outs[0] == outs[1]
+
+
+def test_list_file_to_tfrecord_with_labels(tmp_path, imagefolder):
+    src, files = imagefolder
+    listing = src / "list.txt"
+    listing.write_text("# path label\n" + "".join(f"{k} {c}\n" for k, (_, c) in files.items()))
+    items = _pack.list_file_items(str(listing))
+    assert len(items) == len(files)
+    out = str(tmp_path / "data.tfrecord")
+    paths = _pack.pack(items, out, format="tfrecord", shards=2, progress=False)
+    parser = db.RecordParser({"path": db.FixedLenFeature([], db.string),
+                              "data": db.FixedLenFeature([], db.string),
+                              "label": db.FixedLenFeature([], db.int64)})
+    got = {}
+    for p in paths:
+        for rec in db.RecordReader(p):
+            path, data, label = parser.parse_single_example(rec)
+            got[path.item().decode()] = (data.item(), int(label))
+    assert got == files
+
+
+def test_bad_list_file_and_empty_sources(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a.jpg notanumber\n")
+    with pytest.raises(ValueError, match="bad.txt:1: expected 'path label'"):
+        _pack.list_file_items(str(bad))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no class subdirectories"):
+        _pack.imagefolder_items(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="nothing to pack"):
+        _pack.pack([], str(tmp_path / "x.zip"), progress=False)
+    with pytest.raises(ValueError, match="at least 1"):
+        _pack.pack([_pack.Item(str(bad), "x", None)], str(tmp_path / "x.zip"), shards=0)
+
+
+def test_failed_pack_leaves_no_valid_looking_files(tmp_path, imagefolder):
+    src, _ = imagefolder
+    items, _ = _pack.imagefolder_items(str(src))
+    items.append(_pack.Item(str(tmp_path / "vanished.jpg"), "cat/vanished.jpg", 0))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(FileNotFoundError):
+        _pack.pack(items, str(out_dir / "t.zip"), shards=2, progress=False)
+    # The failing shard is discarded and no manifest is written; a shard that
+    # completed is a whole, valid archive.
+    assert not (out_dir / "t.zip.manifest.tsv").exists()
+    for p in _pack.shard_paths(str(out_dir / "t.zip"), 2):
+        if os.path.exists(p):
+            with zipfile.ZipFile(p) as z:
+                assert z.testzip() is None
+    assert [f for f in os.listdir(out_dir) if not f.endswith(".zip")] == []
+
+
+def test_cli_pack_imagefolder_and_index(tmp_path, imagefolder):
+    src, files = imagefolder
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "t.tfrecord"
+    run = subprocess.run([sys.executable, "-m", "dareblopy", "pack", str(src), str(out),
+                          "--format", "tfrecord", "--shards", "2", "--labels", "imagefolder",
+                          "--shuffle"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert f"{len(files)} files in 2 tfrecord shard(s)" in run.stdout
+    shards = _pack.shard_paths(str(out), 2)
+    run = subprocess.run([sys.executable, "-m", "dareblopy", "index", *shards],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    counts = [len(db.RecordReader(s)) for s in shards]
+    assert sum(counts) == len(files)
+    for s, n in zip(shards, counts):
+        assert f"{n} records" in run.stdout
+        from dareblopy._tfrecord import index_path_for
+        with open(index_path_for(s)) as fh:
+            lines = [line.split() for line in fh if line.strip()]
+        assert len(lines) == n and int(lines[0][0]) == 0
+    manifest = open(str(out) + ".manifest.tsv").read().splitlines()
+    assert manifest[0] == "# classes\tcat\tdog\teel"
+    assert len([l for l in manifest if not l.startswith("#")]) == len(files)
