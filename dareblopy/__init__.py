@@ -36,6 +36,7 @@ NONE, GZIP, ZLIB = Compression.NONE, Compression.GZIP, Compression.ZLIB
 
 # ---- data loading
 from ._loader import DataLoaderIterator, data_loader
-from ._dataset import (DirectoryShard, IndexedSamples, ShardedDataset, ShardReader, ZipShard,
-                       directory_shards, labels_from_parent_dirs, read_label_file, zip_shards)
-from ._shuffle import permutation
+from ._dataset import (DirectoryShard, IndexedSamples, ShardedDataset, ShardReader,
+                       TFRecordShard, ZipShard, directory_shards, labels_from_parent_dirs,
+                       read_label_file, tfrecord_shards, zip_shards)
+from ._pack import read_manifest_labels

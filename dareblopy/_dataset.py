@@ -230,6 +230,58 @@ def zip_shards(paths: Sequence[PathLike]) -> List[ZipShard]:
     return [ZipShard(p) for p in paths]
 
 
+class TFRecordShard(ShardReader):
+    """An uncompressed TFRecord file as a shard: its records, found through
+    the file's index (``FILE.idx``, built and cached on first use).  Samples
+    are the serialized records, named ``<file name>/<record number>``; give
+    the dataset a ``transform`` that parses them (see RecordParser).
+    Compressed files cannot seek, so they cannot be shards."""
+
+    def __init__(self, path: PathLike):
+        self.path = os.fspath(path)
+        self._reader = None
+        self._count = None
+
+    def _open(self):
+        if self._reader is None:
+            from ._tfrecord import RecordReader
+            self._reader = RecordReader(self.path)
+            self._count = len(self._reader)
+        return self._reader
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._open()
+        return self._count
+
+    def name(self, index: int) -> str:
+        return f"{os.path.basename(self.path)}/{index}"
+
+    def read(self, indices: Sequence[int]) -> List[Union[bytes, Exception]]:
+        reader = self._open()
+        out = []
+        for i in indices:
+            try:
+                out.append(reader[int(i)])
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def close(self) -> None:
+        self._reader = None
+
+    def __getstate__(self):
+        return {"path": self.path, "_reader": None, "_count": self._count}
+
+    def __repr__(self) -> str:
+        return f"TFRecordShard({self.path!r})"
+
+
+def tfrecord_shards(paths: Sequence[PathLike]) -> List[TFRecordShard]:
+    """One :class:`TFRecordShard` per file, in the order given."""
+    return [TFRecordShard(p) for p in paths]
+
+
 def read_label_file(path: PathLike) -> Dict[str, int]:
     """A label map from a text file of ``name label`` lines (blank lines
     and lines starting with '#' are ignored)."""

@@ -152,3 +152,31 @@ def test_cli_pack_imagefolder_and_index(tmp_path, imagefolder):
     manifest = open(str(out) + ".manifest.tsv").read().splitlines()
     assert manifest[0] == "# classes\tcat\tdog\teel"
     assert len([l for l in manifest if not l.startswith("#")]) == len(files)
+
+
+def test_tfrecord_shards_in_a_sharded_dataset(tmp_path, imagefolder):
+    src, files = imagefolder
+    items, _ = _pack.imagefolder_items(str(src))
+    paths = _pack.pack(items, str(tmp_path / "d.tfrecord"), format="tfrecord", shards=3,
+                       progress=False)
+    parser = db.RecordParser({"path": db.FixedLenFeature([], db.string),
+                              "data": db.FixedLenFeature([], db.string),
+                              "label": db.FixedLenFeature([], db.int64)})
+
+    def decode(record):
+        path, data, label = parser.parse_single_example(record)
+        return path.item().decode(), data.item(), int(label)
+
+    shards = db.tfrecord_shards(paths)
+    assert sum(len(s) for s in shards) == len(files)
+    got = {}
+    for rank in range(2):  # two ranks, padded: together they cover everything
+        ds = db.ShardedDataset(shards, batch_size=5, seed=3, transform=decode,
+                               rank=rank, world_size=2, uneven="drop")
+        for batch in ds:
+            for path, data, label in batch["data"]:
+                assert path not in got
+                got[path] = (data, label)
+    dropped = len(files) % 2
+    assert len(got) == len(files) - dropped
+    assert all(files[k] == v for k, v in got.items())
