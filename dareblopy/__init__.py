@@ -40,3 +40,4 @@ from ._dataset import (DirectoryShard, IndexedSamples, ShardedDataset, ShardRead
                        TFRecordShard, ZipShard, directory_shards, labels_from_parent_dirs,
                        read_label_file, tfrecord_shards, zip_shards)
 from ._pack import read_manifest_labels
+from ._pipeline import image_batch_transform, image_classification_dataset
