@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Proves that abi/check.sh guards the ABI: a library relinked from the same
+# Proves that tests/abi/check.sh guards the ABI: a library relinked from the same
 # objects passes, and the same library with one dbr_* symbol removed, or
 # with a public struct changed, fails.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 build="${1:-build}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -16,13 +16,13 @@ relink() {  # relink(map, out): libdbr from the same objects with another map
 }
 
 relink libdbr/libdbr.map "$work/same.so.1"
-abi/check.sh "$work/same.so.1" >/dev/null || { echo "abi test: control relink should pass"; exit 1; }
+tests/abi/check.sh "$work/same.so.1" >/dev/null || { echo "abi test: control relink should pass"; exit 1; }
 
 # 1. A removed function.
 sed 's/local:/local:\n        dbr_free;   # an exact name beats the dbr_* glob/' \
   libdbr/libdbr.map > "$work/removed.map"
 relink "$work/removed.map" "$work/removed.so.1"
-if abi/check.sh "$work/removed.so.1" > "$work/removed.log"; then
+if tests/abi/check.sh "$work/removed.so.1" > "$work/removed.log"; then
   echo "abi test: FAILED: removing dbr_free was not detected"; exit 1
 fi
 grep -q "dbr_free" "$work/removed.log" || { echo "abi test: report does not name dbr_free"; exit 1; }
@@ -37,7 +37,7 @@ cc -std=c99 -g -O1 -fPIC -shared -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE -I"$work/
    libdbr/*.c $libs -lpthread
 set +e
 abidiff --no-added-syms --headers-dir1 include --headers-dir2 "$work/include" \
-  abi/libdbr.abi "$work/struct.so.1" > "$work/struct.log"
+  libdbr/libdbr.abi "$work/struct.so.1" > "$work/struct.log"
 status=$?
 set -e
 if ((status == 0)); then echo "abi test: FAILED: changing dbr_stat was not detected"; exit 1; fi
