@@ -95,10 +95,17 @@ def median_time(fn, repeats=15, warmup=2):
 '''
 
 
+# Every table printed in this process, for run_all.py's charts.
+TABLES: List[dict] = []
+
+
 def print_table(title: str, rows: List[dict], baseline: str, unit_label: str = "time") -> None:
     """Prints rows of {'name', 'seconds', optional 'items', 'note'} with a
     ratio column: how many times faster than `baseline` each row is."""
     base = next(r for r in rows if r["name"] == baseline)["seconds"]
+    TABLES.append({"title": title, "baseline": baseline,
+                   "rows": [{"name": r["name"], "speed": (base / r["seconds"]) if r["seconds"] else None,
+                             "note": r.get("note", "")} for r in rows]})
     print(f"\n== {title}")
     print(f"{'contender':44s} {unit_label:>12s} {'speed vs ' + baseline:>24s}  note")
     for r in rows:
