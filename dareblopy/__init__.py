@@ -20,6 +20,8 @@ libdbr_version = _lib.dbr_version_number()
 # ---- ZIP archives
 
 # ---- JPEG
+from ._jpeg import (JpegInfo, crop_box, decode_jpeg, decode_jpeg_batch,
+                    decode_jpeg_files, jpeg_info, read_jpg_as_numpy)
 
 # ---- TFRecord
 

@@ -350,6 +350,13 @@ typedef struct dbr_jpeg_crop {
     uint32_t reserved[8];
 } dbr_jpeg_crop;
 
+/* The box (x, y, w, h in displayed full-size pixels) and flip (0/1) that
+ * crop picks for item `index` of a width x height image: apply the same
+ * transform to boxes or keypoints of that image. */
+DBR_API int dbr_jpeg_crop_box(const dbr_jpeg_crop *crop, uint32_t width,
+                              uint32_t height, uint64_t index, double *box,
+                              int *flip);
+
 /* Decodes one image through crop into dst (out_h rows of pitch bytes, 0 =
  * out_w * channels).  index only seeds the random choices. */
 DBR_API int dbr_jpeg_decode_crop(const void *src, size_t len,

@@ -117,4 +117,13 @@ int dbr__jpeg_decode_planned(const void *src, size_t len,
 /* ceil(side * eighths / 8): libjpeg's size for a scale of eighths/8. */
 uint32_t dbr__jpeg_scaled(uint32_t side, int eighths);
 
+/* ---- resizing (resize.c) ---- */
+
+/* Resamples the box (bx, by, bw, bh) of src (sw x sh, ch channels) to
+ * dst (dw x dh) with a dbr_interp filter, mirrored left-right if flip. */
+int dbr__resize(const unsigned char *src, uint32_t sw, uint32_t sh,
+                size_t spitch, double bx, double by, double bw, double bh,
+                unsigned char *dst, uint32_t dw, uint32_t dh, size_t dpitch,
+                int ch, int interp, int flip);
+
 #endif /* DBR_INTERNAL_H */

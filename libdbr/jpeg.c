@@ -250,8 +250,15 @@ static int run(decoder *dec, const unsigned char *src, size_t len,
         longjmp(dec->jmp, 1);
     }
     JDIMENSION xoff = pl->roi_x, width = pl->roi_w;
-    if (width != d->output_width)
+    if (width != d->output_width) {
+        /* One more pixel each side where the image has it: fancy upsampling
+         * treats the edges of a cropped row as image edges, so the region's
+         * own edge pixels keep their neighbours (and match a full decode). */
+        JDIMENSION right = xoff + width + (xoff + width < d->output_width);
+        xoff -= xoff > 0;
+        width = right - xoff;
         jpeg_crop_scanline(d, &xoff, &width); /* widens to whole blocks */
+    }
     if (pl->roi_y && jpeg_skip_scanlines(d, pl->roi_y) != pl->roi_y) {
         snprintf(dec->msg, sizeof dec->msg, "could not skip %u rows", pl->roi_y);
         longjmp(dec->jmp, 1);
