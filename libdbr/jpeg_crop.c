@@ -207,7 +207,9 @@ int dbr_jpeg_decode_crop(const void *src, size_t len, const dbr_jpeg_options *op
     while (m < 8 && (box[2] * m / 8 < crop->out_w || box[3] * m / 8 < crop->out_h))
         m++;
     uint32_t sw = dbr__jpeg_scaled(W, m), sh = dbr__jpeg_scaled(H, m);
-    double fx = (double)sw / W, fy = (double)sh / H;
+    /* Each 8x8 block becomes m x m pixels, so source x maps to x * m / 8
+     * exactly (the rounded-up size only adds part of a pixel at the end). */
+    double fx = m / 8.0, fy = fx;
     double x0 = box[0] * fx, y0 = box[1] * fy, bw = box[2] * fx, bh = box[3] * fy;
     /* Decode the box plus the filter's reach beyond it. */
     double mx = 2 + (bw / crop->out_w > 1 ? bw / crop->out_w : 1);
