@@ -202,10 +202,12 @@ int dbr_jpeg_decode_crop(const void *src, size_t len, const dbr_jpeg_options *op
             flip_rows(dst, W, H, pitch, pl.channels);
         return rc;
     }
-    /* Smallest scale m/8 at which the box still covers the target. */
+    /* Smallest scale m/8 at which the box still covers the target.  Only
+     * 1/8, 2/8, 4/8 and 8/8: libjpeg-turbo's other scaled IDCTs have no
+     * SIMD and cost more than a full-size decode. */
     int m = 1;
     while (m < 8 && (box[2] * m / 8 < crop->out_w || box[3] * m / 8 < crop->out_h))
-        m++;
+        m *= 2;
     uint32_t sw = dbr__jpeg_scaled(W, m), sh = dbr__jpeg_scaled(H, m);
     /* Each 8x8 block becomes m x m pixels, so source x maps to x * m / 8
      * exactly (the rounded-up size only adds part of a pixel at the end). */

@@ -19,6 +19,7 @@ enum { PRECISION = 22 }; /* 255 * 2^22 * (sum of weights = 1) fits int32 */
 typedef struct taps {
     int n;         /* weights per output (the widest footprint)  */
     int *first;    /* [out]                                      */
+    int *count;    /* [out]: weights used, first + count <= in   */
     int32_t *w;    /* [out * n], zero-padded                     */
 } taps;
 
@@ -37,9 +38,10 @@ static int make_taps(taps *t, int in, int out, double x0, double len, int interp
     double support = area ? scale / 2 : widen;
     t->n = (int)ceil(2 * support) + 2;
     t->first = malloc(sizeof *t->first * (size_t)out);
+    t->count = malloc(sizeof *t->count * (size_t)out);
     t->w = calloc((size_t)out * (size_t)t->n, sizeof *t->w);
     double *tmp = malloc(sizeof *tmp * (size_t)t->n);
-    if (!t->first || !t->w || !tmp) {
+    if (!t->first || !t->count || !t->w || !tmp) {
         free(tmp);
         return dbr__fail(DBR_E_NOMEM, "resize: out of memory for %d x %d weights", out, t->n);
     }
@@ -72,6 +74,7 @@ static int make_taps(taps *t, int in, int out, double x0, double len, int interp
         }
         int slot = flip ? out - 1 - i : i;
         t->first[slot] = lo;
+        t->count[slot] = hi - lo;
         for (int x = lo; x < hi; x++)
             t->w[(size_t)slot * t->n + (x - lo)] =
                 (int32_t)lround(tmp[x - lo] / sum * (1 << PRECISION));
@@ -83,6 +86,7 @@ static int make_taps(taps *t, int in, int out, double x0, double len, int interp
 static void free_taps(taps *t)
 {
     free(t->first);
+    free(t->count);
     free(t->w);
 }
 
@@ -92,60 +96,74 @@ static unsigned char clamp8(int32_t acc)
     return (unsigned char)(acc < 0 ? 0 : acc > 255 ? 255 : acc);
 }
 
+/* One source row to dw output pixels; ch is a constant in each caller so
+ * the compiler unrolls the channel loop. */
+static inline void hpass(const unsigned char *row, unsigned char *o, const taps *h,
+                         uint32_t dw, int ch)
+{
+    for (uint32_t x = 0; x < dw; x++, o += ch) {
+        const int32_t *w = h->w + (size_t)x * h->n;
+        const unsigned char *p = row + (size_t)h->first[x] * ch;
+        int32_t acc[4] = {0, 0, 0, 0};
+        for (int k = 0, n = h->count[x]; k < n; k++, p += ch)
+            for (int c = 0; c < ch; c++)
+                acc[c] += w[k] * p[c];
+        for (int c = 0; c < ch; c++)
+            o[c] = clamp8(acc[c]);
+    }
+}
+
 int dbr__resize(const unsigned char *src, uint32_t sw, uint32_t sh, size_t spitch,
                 double bx, double by, double bw, double bh, unsigned char *dst,
                 uint32_t dw, uint32_t dh, size_t dpitch, int ch, int interp, int flip)
 {
     taps h = {0}, v = {0};
     unsigned char *mid = NULL;
+    int32_t *acc = NULL;
     int rc = make_taps(&h, (int)sw, (int)dw, bx, bw, interp, flip);
     if (rc == DBR_OK)
         rc = make_taps(&v, (int)sh, (int)dh, by, bh, interp, 0);
     if (rc != DBR_OK)
         goto done;
     /* Only the source rows some output row reads go through pass one. */
-    int y0 = v.first[0], y1 = v.first[dh - 1] + v.n;
-    if (y1 > (int)sh)
-        y1 = (int)sh;
+    int y0 = v.first[0], y1 = v.first[dh - 1] + v.count[dh - 1];
     size_t mid_pitch = (size_t)dw * (size_t)ch;
     mid = malloc(mid_pitch * (size_t)(y1 - y0));
     if (!mid) {
         rc = dbr__fail(DBR_E_NOMEM, "resize: out of memory for %d rows", y1 - y0);
         goto done;
     }
+    acc = malloc(sizeof *acc * mid_pitch);
+    if (!acc) {
+        rc = dbr__fail(DBR_E_NOMEM, "resize: out of memory for a %u-pixel row", dw);
+        goto done;
+    }
     for (int y = y0; y < y1; y++) {
         const unsigned char *row = src + (size_t)y * spitch;
         unsigned char *o = mid + (size_t)(y - y0) * mid_pitch;
-        for (uint32_t x = 0; x < dw; x++, o += ch) {
-            const int32_t *w = h.w + (size_t)x * h.n;
-            const unsigned char *p = row + (size_t)h.first[x] * ch;
-            int n = h.n;
-            if (h.first[x] + n > (int)sw)
-                n = (int)sw - h.first[x];
-            int32_t acc[4] = {0, 0, 0, 0};
-            for (int k = 0; k < n; k++, p += ch)
-                for (int c = 0; c < ch; c++)
-                    acc[c] += w[k] * p[c];
-            for (int c = 0; c < ch; c++)
-                o[c] = clamp8(acc[c]);
+        switch (ch) {
+        case 1: hpass(row, o, &h, dw, 1); break;
+        case 3: hpass(row, o, &h, dw, 3); break;
+        default: hpass(row, o, &h, dw, 4); break;
         }
     }
+    /* Vertical: whole rows at a time, a loop the compiler vectorises. */
     for (uint32_t y = 0; y < dh; y++) {
         const int32_t *w = v.w + (size_t)y * v.n;
-        int first = v.first[y], n = v.n;
-        if (first + n > y1)
-            n = y1 - first;
-        unsigned char *o = dst + (size_t)y * dpitch;
-        const unsigned char *base = mid + (size_t)(first - y0) * mid_pitch;
-        for (size_t i = 0; i < mid_pitch; i++) {
-            int32_t acc = 0;
-            const unsigned char *p = base + i;
-            for (int k = 0; k < n; k++, p += mid_pitch)
-                acc += w[k] * *p;
-            o[i] = clamp8(acc);
+        const unsigned char *base = mid + (size_t)(v.first[y] - y0) * mid_pitch;
+        memset(acc, 0, sizeof *acc * mid_pitch);
+        for (int k = 0; k < v.count[y]; k++) {
+            const unsigned char *r = base + (size_t)k * mid_pitch;
+            int32_t wk = w[k];
+            for (size_t i = 0; i < mid_pitch; i++)
+                acc[i] += wk * r[i];
         }
+        unsigned char *o = dst + (size_t)y * dpitch;
+        for (size_t i = 0; i < mid_pitch; i++)
+            o[i] = clamp8(acc[i]);
     }
 done:
+    free(acc);
     free(mid);
     free_taps(&h);
     free_taps(&v);
