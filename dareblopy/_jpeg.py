@@ -114,6 +114,17 @@ def _options(mode="RGB", fast=False, strict=True, apply_orientation=False, max_p
     return o
 
 
+def _out_array(out, shape, what):
+    """A new array of shape, or the caller's checked one, and a pointer."""
+    if out is None:
+        out = np.empty(shape, dtype=np.uint8)
+        return out, ffi.from_buffer(out)
+    if getattr(out, "shape", None) != shape:
+        raise InvalidArgumentError(f"{what}: out= has shape {getattr(out, 'shape', None)}, "
+                                   f"{shape} is needed")
+    return out, as_uint8_out(out, out.nbytes, what)
+
+
 def jpeg_info(buffer) -> JpegInfo:
     """Reads the header only: size, components, colour space, coding and
     EXIF orientation."""
@@ -150,15 +161,7 @@ def decode_jpeg(buffer, out: Optional[np.ndarray] = None, mode: str = "RGB", sca
     rc = _output_size(src, n, opts, res)
     if rc < 0:
         raise error_from_code(rc)
-    shape = (res.height, res.width, res.channels)
-    if out is None:
-        out = np.empty(shape, dtype=np.uint8)
-        dst = ffi.from_buffer(out)
-    else:
-        if out.shape != shape:
-            raise InvalidArgumentError(f"decode_jpeg: out= has shape {out.shape}, the image "
-                                       f"needs {shape}")
-        dst = as_uint8_out(out, out.nbytes, "decode_jpeg")
+    out, dst = _out_array(out, (res.height, res.width, res.channels), "decode_jpeg")
     rc = _decode(src, n, opts, dst, 0, out.nbytes, res)
     if rc < 0:
         raise error_from_code(rc)
@@ -231,15 +234,7 @@ def _run_batch(call, n, first_size, out, size, mode, crop, interp, flip, seed, i
                                        "with a crop or an empty batch")
         size = first_size()
     c = _crop(size, crop, interp, flip, seed, scale, ratio, shorter, box)
-    shape = (n, c.out_h, c.out_w, _CHANNELS[fmt])
-    if out is None:
-        out = np.empty(shape, dtype=np.uint8)
-        dst = ffi.from_buffer(out)
-    else:
-        if out.shape != shape:
-            raise InvalidArgumentError(f"decode_jpeg_batch: out= has shape {out.shape}, "
-                                       f"the batch needs {shape}")
-        dst = as_uint8_out(out, out.nbytes, "decode_jpeg_batch")
+    out, dst = _out_array(out, (n, c.out_h, c.out_w, _CHANNELS[fmt]), "decode_jpeg_batch")
     opts = _options(mode, fast, strict, apply_orientation, max_pixels)
     statuses = np.empty(n, dtype=np.intc)
     results = ffi.new("dbr_jpeg_result[]", n) if not strict else ffi.NULL
