@@ -5,8 +5,9 @@
  *
  * bench_jpeg.py compiles it at run time:
  *   cc -O2 c_decode_floor.c $(pkg-config --cflags --libs libjpeg)
- * Usage: c_decode_floor PASSES FILE...   prints the median seconds of one
- * pass over all files. */
+ * Usage: c_decode_floor FILE...   then each line read from stdin runs one
+ * pass over all files and prints its seconds, so the benchmark can
+ * interleave it with the Python contenders. */
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,31 +31,24 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: %s PASSES FILE...\n", argv[0]);
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s FILE...\n", argv[0]);
         return 2;
     }
-    int passes = atoi(argv[1]), n = argc - 2;
+    int n = argc - 1;
     unsigned char **data = calloc((size_t)n, sizeof *data);
     size_t *len = calloc((size_t)n, sizeof *len);
-    double *times = calloc((size_t)passes, sizeof *times);
     for (int i = 0; i < n; i++) {
-        FILE *f = fopen(argv[i + 2], "rb");
+        FILE *f = fopen(argv[i + 1], "rb");
         if (!f || fseek(f, 0, SEEK_END) != 0)
-            return perror(argv[i + 2]), 1;
+            return perror(argv[i + 1]), 1;
         len[i] = (size_t)ftell(f);
         rewind(f);
         data[i] = malloc(len[i]);
         if (fread(data[i], 1, len[i], f) != len[i])
-            return perror(argv[i + 2]), 1;
+            return perror(argv[i + 1]), 1;
         fclose(f);
     }
     unsigned char *out = malloc(64u << 20);
@@ -65,7 +59,8 @@ int main(int argc, char **argv)
     if (setjmp(fail))
         return 1;
     jpeg_create_decompress(&d);
-    for (int p = 0; p < passes; p++) {
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
         double start = now();
         for (int i = 0; i < n; i++) {
             jpeg_mem_src(&d, data[i], (unsigned long)len[i]);
@@ -79,10 +74,9 @@ int main(int argc, char **argv)
             }
             jpeg_finish_decompress(&d);
         }
-        times[p] = now() - start;
+        printf("%.9f\n", now() - start);
+        fflush(stdout);
     }
     jpeg_destroy_decompress(&d);
-    qsort(times, (size_t)passes, sizeof *times, by_value);
-    printf("%.9f\n", times[passes / 2]);
     return 0;
 }
