@@ -158,10 +158,13 @@ static unsigned char cmyk_channel(unsigned raw_c, unsigned raw_k)
 static void store_row(const unsigned char *s, uint32_t n, unsigned char *d,
                       ptrdiff_t step, int cmyk, int format, int ch)
 {
-    if (!cmyk) {
+    if (!cmyk && step == ch) {
+        memcpy(d, s, (size_t)n * (size_t)ch);
+        return;
+    }
+    if (!cmyk) { /* rotated or mirrored: one pixel at a time */
         for (uint32_t i = 0; i < n; i++, s += ch, d += step)
-            for (int c = 0; c < ch; c++)
-                d[c] = s[c];
+            memcpy(d, s, (size_t)ch);
         return;
     }
     for (uint32_t i = 0; i < n; i++, s += 4, d += step) {
