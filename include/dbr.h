@@ -390,6 +390,186 @@ DBR_API void dbr_zip_writer_free(dbr_zip_writer *writer);
 
 /* (jpeg.c: header probe, decode, crops; jpeg_batch.c: batches) */
 
+/* jpeg_header.c: header probe; jpeg.c: decode; resize.c + jpeg_crop.c:
+ * fused crops; jpeg_batch.c: batches.
+ *
+ * Threads: every call builds its own decompressor on its stack and heap, so
+ * any number of threads may decode at once, also from one source buffer. */
+
+/* Pixel layouts of decoded output, 8 bits per channel, interleaved. */
+typedef enum dbr_pixel_format {
+    DBR_PIXEL_RGB = 0,
+    DBR_PIXEL_BGR = 1,
+    DBR_PIXEL_GRAY = 2,
+    DBR_PIXEL_RGBA = 3 /* alpha is 255 */
+} dbr_pixel_format;
+
+/* The colour space the JPEG stores, as libjpeg infers it (JFIF/Adobe
+ * markers, component ids). */
+typedef enum dbr_jpeg_colorspace {
+    DBR_JPEG_CS_UNKNOWN = 0,
+    DBR_JPEG_CS_GRAY = 1,
+    DBR_JPEG_CS_YCBCR = 2,
+    DBR_JPEG_CS_RGB = 3,
+    DBR_JPEG_CS_CMYK = 4,
+    DBR_JPEG_CS_YCCK = 5
+} dbr_jpeg_colorspace;
+
+/* 128 Mpixel (e.g. 16384 x 8192): a header claiming more is refused before
+ * anything is allocated. */
+#define DBR_JPEG_DEFAULT_MAX_PIXELS 134217728
+/* Progressive scans; real files have about 10 (TurboJPEG's limit is 500). */
+#define DBR_JPEG_DEFAULT_MAX_SCANS 500
+/* dbr_jpeg_result.warnings: the data was corrupt or truncated and libjpeg
+ * recovered (lenient mode only; strict mode fails instead). */
+#define DBR_JPEG_WARN_CORRUPT 1
+
+/* What the header says, found without decoding. */
+typedef struct dbr_jpeg_info {
+    uint32_t width, height; /* as stored, before EXIF orientation      */
+    int components;         /* 1, 3 or 4                               */
+    int colorspace;         /* dbr_jpeg_colorspace                     */
+    int progressive;        /* 1 for progressive (SOF2/SOF10)          */
+    int orientation;        /* EXIF orientation 1..8; 1 if absent      */
+    int arithmetic;         /* 1 for arithmetic coding (SOF9..SOF11)   */
+    uint32_t reserved[7];
+} dbr_jpeg_info;
+
+/* Parses the markers up to the first scan: src must hold at least that
+ * much.  DBR_E_CORRUPT for data that is not a JPEG, DBR_E_UNSUPPORTED for
+ * lossless, 12-bit or DNL-sized images. */
+DBR_API int dbr_jpeg_read_header(const void *src, size_t len,
+                                 dbr_jpeg_info *out);
+
+/* Decoding options.  All-zero bytes (or a NULL pointer) mean the defaults:
+ * RGB, accurate, strict, stored orientation, default limits, full size. */
+typedef struct dbr_jpeg_options {
+    int format;            /* dbr_pixel_format                               */
+    int fast;              /* 1: fast integer IDCT, no fancy upsampling       */
+    int lenient;           /* 1: recoverable corruption sets
+                              DBR_JPEG_WARN_CORRUPT instead of failing        */
+    int apply_orientation; /* 1: rotate/flip by the EXIF orientation          */
+    uint64_t max_pixels;   /* of the stored image; 0: the default            */
+    int max_scans;         /* 0: DBR_JPEG_DEFAULT_MAX_SCANS                  */
+    /* DCT-domain scaling by scale_num/scale_denom, rounded up to the next
+     * multiple of 1/8 (1/8 .. 16/8); 0/0 means 1.  Output sides are
+     * ceil(side * M / 8). */
+    int scale_num, scale_denom;
+    /* Region of interest in output pixels (after scaling and orientation);
+     * roi_w == 0 means the whole image.  Rows above and blocks left of it
+     * are skipped, rows below are never decoded. */
+    uint32_t roi_x, roi_y, roi_w, roi_h;
+    uint32_t reserved[8];
+} dbr_jpeg_options;
+
+/* What a decode produced (or would produce). */
+typedef struct dbr_jpeg_result {
+    uint32_t width, height, channels;
+    uint32_t warnings; /* DBR_JPEG_WARN_* flags */
+    uint32_t reserved[4];
+} dbr_jpeg_result;
+
+/* The output width, height and channels for opts, from the header alone. */
+DBR_API int dbr_jpeg_output_size(const void *src, size_t len,
+                                 const dbr_jpeg_options *opts,
+                                 dbr_jpeg_result *out);
+
+/* Decodes into dst: row y starts at dst + y * pitch (pitch 0 means
+ * width * channels); cap is dst's size.  If cap is too small, returns
+ * DBR_E_TOO_SMALL with the sizes in *out and decodes nothing.
+ * CMYK and YCCK images are taken to hold Adobe's inverted CMYK (what
+ * Photoshop and Pillow write) and give exactly Pillow's convert('RGB');
+ * gray output from them is Pillow's convert('L') of that RGB. */
+DBR_API int dbr_jpeg_decode(const void *src, size_t len,
+                            const dbr_jpeg_options *opts, void *dst,
+                            size_t pitch, size_t cap, dbr_jpeg_result *out);
+
+/* How the fused crop picks its box (in displayed full-size pixels). */
+typedef enum dbr_crop_mode {
+    DBR_CROP_NONE = 0,   /* no crop, no resize: output must be out_w x out_h */
+    DBR_CROP_RESIZE = 1, /* the whole image resized to out_w x out_h        */
+    DBR_CROP_CENTER = 2, /* validation: resize the shorter side to
+                            `shorter`, then take the centre out_w x out_h   */
+    DBR_CROP_RANDOM = 3, /* torchvision RandomResizedCrop semantics          */
+    DBR_CROP_BOX = 4     /* the box box_x, box_y, box_w, box_h              */
+} dbr_crop_mode;
+
+typedef enum dbr_interp {
+    DBR_INTERP_BILINEAR = 0, /* triangle filter, widened when shrinking     */
+    DBR_INTERP_AREA = 1      /* box filter: exact area average              */
+} dbr_interp;
+
+/* dbr_jpeg_crop.flip */
+#define DBR_FLIP_NONE 0
+#define DBR_FLIP_ALWAYS 1
+#define DBR_FLIP_RANDOM 2
+
+/* A crop box decoded at the smallest DCT scale that still covers the
+ * target, from only the blocks under the box, then resized to
+ * out_w x out_h.  Random choices come from a generator seeded by
+ * (seed, index), so they are the same on every machine and thread count. */
+typedef struct dbr_jpeg_crop {
+    int mode;                 /* dbr_crop_mode                              */
+    uint32_t out_w, out_h;
+    int interp;               /* dbr_interp                                 */
+    int flip;                 /* DBR_FLIP_*: horizontal flip                */
+    uint64_t seed;
+    /* DBR_CROP_RANDOM: area fraction and aspect ratio ranges; 0 means
+     * torchvision's (0.08, 1) and (3/4, 4/3). */
+    double scale_min, scale_max, ratio_min, ratio_max;
+    /* DBR_CROP_CENTER: shorter side after resizing; 0 means
+     * max(out_w, out_h), i.e. no margin. */
+    uint32_t shorter;
+    double box_x, box_y, box_w, box_h; /* DBR_CROP_BOX */
+    uint32_t reserved[8];
+} dbr_jpeg_crop;
+
+/* The box (x, y, w, h in displayed full-size pixels) and flip (0/1) that
+ * crop picks for item `index` of a width x height image: apply the same
+ * transform to boxes or keypoints of that image. */
+DBR_API int dbr_jpeg_crop_box(const dbr_jpeg_crop *crop, uint32_t width,
+                              uint32_t height, uint64_t index, double *box,
+                              int *flip);
+
+/* Decodes one image through crop into dst (out_h rows of pitch bytes, 0 =
+ * out_w * channels).  index only seeds the random choices. */
+DBR_API int dbr_jpeg_decode_crop(const void *src, size_t len,
+                                 const dbr_jpeg_options *opts,
+                                 const dbr_jpeg_crop *crop, uint64_t index,
+                                 void *dst, size_t pitch, size_t cap,
+                                 dbr_jpeg_result *out);
+
+/* Decodes n images, srcs[i] of lens[i] bytes, through crop (required: it
+ * gives the slot size; DBR_CROP_NONE decodes images that must be exactly
+ * out_w x out_h) into dst, an n x out_h x out_w x channels array of cap
+ * bytes, on `threads` threads (0 = one per CPU).  opts' roi and scale must
+ * be unset.  Item i is seeded with index first_index + i.
+ * Per item (each array may be NULL): statuses[i] is its status; results[i]
+ * its sizes and warnings; messages + i * message_cap its error text (NUL-
+ * terminated, "" on success).  A failed item's slot is zero-filled.
+ * Returns DBR_OK if every item succeeded, else the status of the first
+ * failed item, with its message as dbr_last_error(). */
+DBR_API int dbr_jpeg_decode_batch(size_t n, const void *const *srcs,
+                                  const size_t *lens,
+                                  const dbr_jpeg_options *opts,
+                                  const dbr_jpeg_crop *crop,
+                                  uint64_t first_index, void *dst, size_t cap,
+                                  int threads, int *statuses,
+                                  dbr_jpeg_result *results, char *messages,
+                                  size_t message_cap);
+
+/* The same for files: paths[i] is looked up in vfs (directories and
+ * mounted archives), or opened as an OS path if vfs is NULL.  Each worker
+ * reads its file itself, so reading overlaps decoding. */
+DBR_API int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n,
+                                  const char *const *paths,
+                                  const dbr_jpeg_options *opts,
+                                  const dbr_jpeg_crop *crop,
+                                  uint64_t first_index, void *dst, size_t cap,
+                                  int threads, int *statuses,
+                                  dbr_jpeg_result *results, char *messages,
+                                  size_t message_cap);
+
 /* ---- TFRecord and tf.train.Example ------------------------------------ */
 
 /* (crc32c.c, tfrecord.c, example.c) */

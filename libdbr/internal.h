@@ -131,4 +131,41 @@ int dbr__example_all_direct(const dbr_example_parser *p);
 void dbr__batch_note_failure(int *lock, int *rc_slot, size_t *failed, char *msg, size_t cap,
                              int rc, size_t index);
 
+
+/* ---- JPEG (jpeg.c) ---- */
+
+/* A decode worked out from the header and options before any libjpeg
+ * state exists: limits checked, scale in eighths, region in stored
+ * coordinates. */
+typedef struct dbr__jpeg_plan_t {
+    dbr_jpeg_info info;
+    int channels;
+    int eighths;                   /* output side = ceil(side * eighths / 8) */
+    int orientation;               /* applied; 1 when not asked for         */
+    uint32_t scaled_w, scaled_h;   /* stored image after scaling            */
+    uint32_t roi_x, roi_y, roi_w, roi_h; /* in stored, scaled coordinates   */
+    uint32_t out_w, out_h;         /* what lands in dst                     */
+} dbr__jpeg_plan_t;
+
+int dbr__jpeg_plan(const void *src, size_t len, const dbr_jpeg_options *opts,
+                   dbr__jpeg_plan_t *plan);
+
+/* Decodes per plan into dst (pitch already resolved and cap checked). */
+int dbr__jpeg_decode_planned(const void *src, size_t len,
+                             const dbr_jpeg_options *opts,
+                             const dbr__jpeg_plan_t *plan, void *dst,
+                             size_t pitch, uint32_t *warnings);
+
+/* ceil(side * eighths / 8): libjpeg's size for a scale of eighths/8. */
+uint32_t dbr__jpeg_scaled(uint32_t side, int eighths);
+
+/* ---- resizing (resize.c) ---- */
+
+/* Resamples the box (bx, by, bw, bh) of src (sw x sh, ch channels) to
+ * dst (dw x dh) with a dbr_interp filter, mirrored left-right if flip. */
+int dbr__resize(const unsigned char *src, uint32_t sw, uint32_t sh,
+                size_t spitch, double bx, double by, double bw, double bh,
+                unsigned char *dst, uint32_t dw, uint32_t dh, size_t dpitch,
+                int ch, int interp, int flip);
+
 #endif /* DBR_INTERNAL_H */

@@ -1,0 +1,242 @@
+"""JPEG decoding: dareblopy against a plain C loop over libjpeg-turbo (the
+physical limit), Pillow, simplejpeg, OpenCV and DareBlopy 0.0.5.
+
+Data: real photographs (benchmarks/photos.py: crops of the photos shipped in
+scikit-learn's and matplotlib's wheels, re-encoded by Pillow at quality
+85-95 with mixed subsampling, one in eight progressive).
+
+1. single-thread decode of 256x256 photos to RGB, in memory;
+2. the batch decoder on 1 and 2 threads (throughput ratio);
+3. a fused RandomResizedCrop to 224x224 of ~500x375 photos, against full
+   decode + crop + resize with Pillow and with OpenCV (the same boxes).
+
+The C floor is compiled at run time with the system compiler and libjpeg's
+pkg-config flags and kept running beside the benchmark: each of its turns
+in the interleaved loop is one pass over the files, requested through a
+pipe (the round trip adds well under 0.1 us per image).
+"""
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _common import (DATA_DIR, interleaved_medians, print_table, run_legacy,  # noqa: E402
+                     save_results)
+import photos  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import dareblopy as db  # noqa: E402
+
+COUNT_256 = 200
+COUNT_RRC = 100
+REPEATS = 15
+FLOOR = "C loop over libjpeg-turbo [limit]"
+
+
+def optional(name):
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def build_floor():
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        return None
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libjpeg"], capture_output=True,
+                           text=True)
+    exe = os.path.join(tempfile.gettempdir(), f"dbr_c_decode_floor_{os.getpid()}")
+    cmd = [cc, "-O2", os.path.join(HERE, "c_decode_floor.c"), "-o", exe] + flags.stdout.split()
+    if flags.returncode != 0 or subprocess.run(cmd).returncode != 0:
+        return None
+    return exe
+
+
+def start_floor(exe, names):
+    """The C loop as a contender: a callable that runs one pass."""
+    proc = subprocess.Popen([exe] + names, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def one_pass():
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        float(proc.stdout.readline())
+    return proc, one_pass
+
+
+def legacy_run(code):
+    """run_legacy from DATA_DIR: the legacy interpreter's probe imports
+    dareblopy relative to the working directory, and in the checkout root
+    that finds this package instead of DareBlopy 0.0.5."""
+    here = os.getcwd()
+    os.chdir(DATA_DIR)
+    try:
+        return run_legacy(code)
+    finally:
+        os.chdir(here)
+
+
+def pil_decoder():
+    PIL = optional("PIL.Image")
+    if not PIL:
+        return None
+    from PIL import Image
+    return Image
+
+
+def bench_single(exe):
+    names = photos.write_photo_dir(os.path.join(DATA_DIR, "jpeg_256"), COUNT_256, (256, 256),
+                                   seed=256)
+    blobs = [open(n, "rb").read() for n in names]
+    Image = pil_decoder()
+    simplejpeg = optional("simplejpeg")
+    cv2 = optional("cv2")
+    out = np.empty((256, 256, 3), np.uint8)
+
+    def each(decode, items):
+        # Results are dropped at once, as a training loop would: keeping 200
+        # arrays alive would time the allocator's fresh pages, not decoding.
+        def run():
+            for item in items:
+                decode(item)
+        return run
+
+    fns = {
+        "dareblopy.decode_jpeg(bytes)": each(db.decode_jpeg, blobs),
+        "dareblopy.decode_jpeg(bytes, out=)": each(lambda b: db.decode_jpeg(b, out=out), blobs),
+        "dareblopy.read_jpg_as_numpy(path)": each(db.read_jpg_as_numpy, names),
+    }
+    if Image:
+        fns["Pillow open+convert('RGB')+asarray"] = each(
+            lambda b: np.asarray(Image.open(io.BytesIO(b)).convert("RGB")), blobs)
+    if simplejpeg:
+        fns["simplejpeg.decode_jpeg"] = each(simplejpeg.decode_jpeg, blobs)
+    if cv2:
+        cv2.setNumThreads(1)
+        fns["cv2.imdecode (BGR)"] = each(
+            lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR), blobs)
+    proc = None
+    if exe:
+        proc, fns[FLOOR] = start_floor(exe, names)
+    try:
+        t = interleaved_medians(fns, repeats=REPEATS)
+    finally:
+        if proc:
+            proc.stdin.close()
+            proc.wait()
+    floor = t.pop(FLOOR, None)
+    legacy = legacy_run(f"""
+import dareblopy as db
+names = {names!r}
+def run():
+    for n in names:
+        db.read_jpg_as_numpy(n)
+print(json.dumps({{"seconds": median_time(run, repeats={REPEATS})}}))
+""")
+    rows = [{"name": FLOOR, "seconds": floor, "items": COUNT_256,
+             "note": "" if floor else "no C compiler"}]
+    rows += [{"name": k, "seconds": v, "items": COUNT_256} for k, v in t.items()]
+    for peer, mod in (("Pillow", Image), ("simplejpeg", simplejpeg), ("cv2", cv2)):
+        if mod is None:
+            rows.append({"name": peer, "seconds": None, "note": "not installed"})
+    rows.append({"name": "DareBlopy 0.0.5 read_jpg_as_numpy (py3.8)",
+                 "seconds": legacy["seconds"] if legacy else None, "items": COUNT_256,
+                 "note": "" if legacy else "not installed"})
+    base = "Pillow open+convert('RGB')+asarray" if Image else "dareblopy.decode_jpeg(bytes)"
+    print_table(f"single-thread decode of {COUNT_256} photos 256x256 to RGB", rows, baseline=base,
+                unit_label="per image")
+    ours = t["dareblopy.decode_jpeg(bytes)"]
+    summary = {"per_image_seconds": {r["name"]: (r["seconds"] / COUNT_256 if r["seconds"] else None)
+                                     for r in rows}}
+    if floor:
+        summary["ratio_to_c_floor"] = ours / floor
+        print(f"dareblopy.decode_jpeg / C loop = {ours / floor:.3f}x the time (bar: <= 1.10)")
+        print(f"  with out=: {t['dareblopy.decode_jpeg(bytes, out=)'] / floor:.3f}x")
+    if Image:
+        speed = t["Pillow open+convert('RGB')+asarray"] / ours
+        summary["speedup_vs_pillow"] = speed
+        print(f"dareblopy.decode_jpeg is {speed:.2f}x faster than Pillow (bar: >= 1.5)")
+    return blobs, summary
+
+
+def bench_batch(blobs):
+    out = np.empty((len(blobs), 256, 256, 3), np.uint8)
+    t = interleaved_medians({
+        "decode_jpeg_batch threads=1": lambda: db.decode_jpeg_batch(blobs, out=out, threads=1),
+        "decode_jpeg_batch threads=2": lambda: db.decode_jpeg_batch(blobs, out=out, threads=2),
+    }, repeats=REPEATS)
+    rows = [{"name": k, "seconds": v, "items": len(blobs)} for k, v in t.items()]
+    print_table(f"batch decode of {len(blobs)} photos 256x256 into one array", rows,
+                baseline="decode_jpeg_batch threads=1", unit_label="per image")
+    scaling = t["decode_jpeg_batch threads=1"] / t["decode_jpeg_batch threads=2"]
+    print(f"2-thread throughput = {scaling:.2f}x single-thread (bar: >= 1.8; {os.cpu_count()} "
+          f"CPUs, load average {os.getloadavg()[0]:.2f} at the end)")
+    return {"two_thread_scaling": scaling}
+
+
+def bench_rrc():
+    names = photos.write_photo_dir(os.path.join(DATA_DIR, "jpeg_500x375"), COUNT_RRC, (500, 375),
+                                   seed=500)
+    blobs = [open(n, "rb").read() for n in names]
+    seed = 7
+    boxes = [db.crop_box(500, 375, i, crop="random", size=(224, 224), flip="random", seed=seed)
+             for i in range(len(blobs))]
+    Image = pil_decoder()
+    cv2 = optional("cv2")
+    out = np.empty((len(blobs), 224, 224, 3), np.uint8)
+
+    def ours():
+        db.decode_jpeg_batch(blobs, out=out, size=(224, 224), crop="random", flip="random",
+                             seed=seed, threads=1)
+
+    fns = {"dareblopy fused RRC (1 thread)": ours}
+    if Image:
+        def pillow():
+            for b, ((x, y, w, h), flip) in zip(blobs, boxes):
+                img = Image.open(io.BytesIO(b)).convert("RGB")
+                img = img.resize((224, 224), Image.BILINEAR, box=(x, y, x + w, y + h))
+                if flip:
+                    img = img.transpose(Image.FLIP_LEFT_RIGHT)
+                np.asarray(img)
+        fns["Pillow decode + resize(box) + flip"] = pillow
+    if cv2:
+        def opencv():
+            for b, ((x, y, w, h), flip) in zip(blobs, boxes):
+                img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+                x, y, w, h = int(x), int(y), int(w), int(h)
+                img = cv2.resize(img[y:y + h, x:x + w], (224, 224), interpolation=cv2.INTER_LINEAR)
+                if flip:
+                    img = img[:, ::-1]
+        fns["OpenCV imdecode + crop + resize + flip"] = opencv
+    t = interleaved_medians(fns, repeats=REPEATS)
+    rows = [{"name": k, "seconds": v, "items": len(blobs),
+             "note": f"{len(blobs) / v:7.0f} images/s"} for k, v in t.items()]
+    if not Image:
+        rows.append({"name": "Pillow", "seconds": None, "note": "not installed"})
+    if not cv2:
+        rows.append({"name": "OpenCV", "seconds": None, "note": "not installed"})
+    base = "Pillow decode + resize(box) + flip" if Image else "dareblopy fused RRC (1 thread)"
+    print_table(f"RandomResizedCrop 224 of {len(blobs)} photos 500x375, one thread", rows,
+                baseline=base, unit_label="per image")
+    return {"images_per_second": {k: len(blobs) / v for k, v in t.items()}}
+
+
+def main():
+    exe = build_floor()
+    try:
+        blobs, single = bench_single(exe)
+    finally:
+        if exe and os.path.exists(exe):
+            os.unlink(exe)
+    batch = bench_batch(blobs)
+    rrc = bench_rrc()
+    save_results("jpeg", {"single": single, "batch": batch, "rrc": rrc})
+
+
+if __name__ == "__main__":
+    main()

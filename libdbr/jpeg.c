@@ -1,0 +1,377 @@
+/* jpeg.c - decodes one JPEG through libjpeg-turbo into a caller's buffer:
+ * any pixel format, DCT-domain scaling, a region of interest and EXIF
+ * orientation, with errors and warnings turned into statuses.
+ *
+ * Every call creates its own decompressor, so calls never share state.
+ * Rows go straight into the destination when no conversion is needed;
+ * otherwise one row at a time passes through a small buffer owned by the
+ * decompressor (freed with it, also when libjpeg longjmps out). */
+#include "internal.h"
+
+#include <setjmp.h>
+#include <stdio.h> /* jpeglib.h uses FILE */
+#include <string.h>
+
+#include <jerror.h>
+#include <jpeglib.h>
+
+typedef struct decoder {
+    struct jpeg_decompress_struct d; /* first: callbacks cast back */
+    struct jpeg_error_mgr err;
+    struct jpeg_progress_mgr progress;
+    jmp_buf jmp;
+    int lenient, max_scans, warnings, limit_hit;
+    char msg[JMSG_LENGTH_MAX];
+} decoder;
+
+static void on_error(j_common_ptr c)
+{
+    decoder *dec = (decoder *)c;
+    (*c->err->format_message)(c, dec->msg);
+    longjmp(dec->jmp, 1);
+}
+
+/* Level < 0 is a warning: libjpeg met corrupt data and carried on.  Strict
+ * mode stops there (as TurboJPEG's stop-on-warning does). */
+static void on_message(j_common_ptr c, int level)
+{
+    decoder *dec = (decoder *)c;
+    if (level >= 0)
+        return;
+    if (!dec->warnings)
+        (*c->err->format_message)(c, dec->msg);
+    dec->warnings++;
+    if (!dec->lenient)
+        longjmp(dec->jmp, 1);
+}
+
+/* Each progressive scan makes libjpeg revisit every coefficient, so a file
+ * of thousands of tiny scans is a CPU bomb; cap the count. */
+static void on_progress(j_common_ptr c)
+{
+    decoder *dec = (decoder *)c;
+    if (dec->d.input_scan_number > dec->max_scans) {
+        dec->limit_hit = 1;
+        snprintf(dec->msg, sizeof dec->msg, "more than %d progressive scans (raise "
+                 "max_scans if you trust this file)", dec->max_scans);
+        longjmp(dec->jmp, 1);
+    }
+}
+
+static int error_code(const decoder *dec)
+{
+    if (dec->limit_hit)
+        return DBR_E_LIMIT;
+    switch (dec->err.msg_code) {
+    case JERR_OUT_OF_MEMORY: return DBR_E_NOMEM;
+    case JERR_NOT_COMPILED:
+    case JERR_NOTIMPL:
+    case JERR_CONVERSION_NOTIMPL: return DBR_E_UNSUPPORTED;
+    default: return DBR_E_CORRUPT;
+    }
+}
+
+static int channels_of(int format) { return format == DBR_PIXEL_GRAY ? 1 : format == DBR_PIXEL_RGBA ? 4 : 3; }
+
+uint32_t dbr__jpeg_scaled(uint32_t side, int eighths)
+{
+    return (uint32_t)(((uint64_t)side * (uint64_t)eighths + 7) / 8);
+}
+
+int dbr__jpeg_plan(const void *src, size_t len, const dbr_jpeg_options *o,
+                   dbr__jpeg_plan_t *pl)
+{
+    int rc = dbr_jpeg_read_header(src, len, &pl->info);
+    if (rc != DBR_OK)
+        return rc;
+    const dbr_jpeg_info *in = &pl->info;
+    if (in->colorspace == DBR_JPEG_CS_UNKNOWN)
+        return dbr__fail(DBR_E_UNSUPPORTED, "JPEG with %d components: only 1 (gray), 3 "
+                         "(YCbCr, RGB) and 4 (CMYK, YCCK) are supported", in->components);
+    uint64_t limit = o->max_pixels ? o->max_pixels : DBR_JPEG_DEFAULT_MAX_PIXELS;
+    uint64_t pixels = (uint64_t)in->width * in->height;
+    if (pixels > limit)
+        return dbr__fail(DBR_E_LIMIT, "JPEG header claims %ux%u = %llu pixels, above the "
+                         "limit of %llu (raise max_pixels if you trust this file)",
+                         in->width, in->height, (unsigned long long)pixels,
+                         (unsigned long long)limit);
+    if (o->format < DBR_PIXEL_RGB || o->format > DBR_PIXEL_RGBA)
+        return dbr__fail(DBR_E_ARG, "JPEG: unknown pixel format %d", o->format);
+    pl->channels = channels_of(o->format);
+    int num = o->scale_num, den = o->scale_denom;
+    if (num == 0 && den == 0)
+        num = den = 1;
+    if (num <= 0 || den <= 0 || (int64_t)num * 8 > (int64_t)den * 16)
+        return dbr__fail(DBR_E_ARG, "JPEG: scale %d/%d is not in (0, 2]", num, den);
+    pl->eighths = 1;
+    while ((int64_t)pl->eighths * den < (int64_t)num * 8)
+        pl->eighths++;
+    uint32_t sw = dbr__jpeg_scaled(in->width, pl->eighths);
+    uint32_t sh = dbr__jpeg_scaled(in->height, pl->eighths);
+    pl->orientation = o->apply_orientation ? in->orientation : 1;
+    int swap = pl->orientation >= 5;
+    uint32_t dw = swap ? sh : sw, dh = swap ? sw : sh;
+    uint32_t x = o->roi_x, y = o->roi_y, w = o->roi_w, h = o->roi_h;
+    if (w == 0) {
+        x = y = 0;
+        w = dw;
+        h = dh;
+    } else if (h == 0 || (uint64_t)x + w > dw || (uint64_t)y + h > dh) {
+        return dbr__fail(DBR_E_ARG, "JPEG: region %ux%u at (%u, %u) is not inside the "
+                         "%ux%u output", w, h, x, y, dw, dh);
+    }
+    pl->out_w = w;
+    pl->out_h = h;
+    pl->scaled_w = sw;
+    pl->scaled_h = sh;
+    /* The same region in stored (unrotated) coordinates. */
+    uint32_t rx, ry, rw = swap ? h : w, rh = swap ? w : h;
+    switch (pl->orientation) {
+    default: rx = x; ry = y; break;
+    case 2: rx = sw - x - w; ry = y; break;
+    case 3: rx = sw - x - w; ry = sh - y - h; break;
+    case 4: rx = x; ry = sh - y - h; break;
+    case 5: rx = y; ry = x; break;
+    case 6: rx = y; ry = sh - x - w; break;
+    case 7: rx = sw - y - h; ry = sh - x - w; break;
+    case 8: rx = sw - y - h; ry = x; break;
+    }
+    pl->roi_x = rx;
+    pl->roi_y = ry;
+    pl->roi_w = rw;
+    pl->roi_h = rh;
+    return DBR_OK;
+}
+
+/* Pillow's CMYK -> RGB (Convert.c cmyk2rgb) on Adobe's inverted samples,
+ * which Pillow un-inverts first: x = k' - round(c * k' / 255), with
+ * c = 255 - raw c and k' = 255 - k = raw k. */
+static unsigned char cmyk_channel(unsigned raw_c, unsigned raw_k)
+{
+    unsigned t = (255 - raw_c) * raw_k + 128;
+    unsigned m = ((t >> 8) + t) >> 8;
+    return (unsigned char)(raw_k - m);
+}
+
+/* Writes one decoded row of n pixels to d, stepping by step bytes per
+ * pixel (negative or a whole pitch when rotating). */
+static void store_row(const unsigned char *s, uint32_t n, unsigned char *d,
+                      ptrdiff_t step, int cmyk, int format, int ch)
+{
+    if (!cmyk && step == ch) {
+        memcpy(d, s, (size_t)n * (size_t)ch);
+        return;
+    }
+    if (!cmyk) { /* rotated or mirrored: one pixel at a time */
+        for (uint32_t i = 0; i < n; i++, s += ch, d += step)
+            memcpy(d, s, (size_t)ch);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++, s += 4, d += step) {
+        unsigned char r = cmyk_channel(s[0], s[3]), g = cmyk_channel(s[1], s[3]),
+                      b = cmyk_channel(s[2], s[3]);
+        switch (format) {
+        case DBR_PIXEL_RGB: d[0] = r; d[1] = g; d[2] = b; break;
+        case DBR_PIXEL_BGR: d[0] = b; d[1] = g; d[2] = r; break;
+        case DBR_PIXEL_RGBA: d[0] = r; d[1] = g; d[2] = b; d[3] = 255; break;
+        default: /* Pillow's RGB -> L: ITU-R 601-2 luma in 16-bit fixed point */
+            d[0] = (unsigned char)((r * 19595u + g * 38470u + b * 7471u + 0x8000u) >> 16);
+            break;
+        }
+    }
+}
+
+/* Where stored row r of the region starts in dst, and the step between its
+ * pixels, for each EXIF orientation (see dbr__jpeg_plan for the inverse). */
+static unsigned char *row_target(const dbr__jpeg_plan_t *pl, uint32_t r,
+                                 unsigned char *dst, size_t pitch, ptrdiff_t *step)
+{
+    size_t bpp = (size_t)pl->channels;
+    uint32_t sw = pl->roi_w, sh = pl->roi_h;
+    size_t x, y;
+    switch (pl->orientation) {
+    default: x = 0; y = r; *step = (ptrdiff_t)bpp; break;
+    case 2: x = sw - 1; y = r; *step = -(ptrdiff_t)bpp; break;
+    case 3: x = sw - 1; y = sh - 1 - r; *step = -(ptrdiff_t)bpp; break;
+    case 4: x = 0; y = sh - 1 - r; *step = (ptrdiff_t)bpp; break;
+    case 5: x = r; y = 0; *step = (ptrdiff_t)pitch; break;
+    case 6: x = sh - 1 - r; y = 0; *step = (ptrdiff_t)pitch; break;
+    case 7: x = sh - 1 - r; y = sw - 1; *step = -(ptrdiff_t)pitch; break;
+    case 8: x = r; y = sw - 1; *step = -(ptrdiff_t)pitch; break;
+    }
+    return dst + y * pitch + x * bpp;
+}
+
+/* The libjpeg part; dec lives in the caller so nothing that longjmp
+ * crosses is a local of this function. */
+static int run(decoder *dec, const unsigned char *src, size_t len,
+               const dbr_jpeg_options *o, const dbr__jpeg_plan_t *pl,
+               unsigned char *dst, size_t pitch)
+{
+    struct jpeg_decompress_struct *d = &dec->d;
+    d->err = jpeg_std_error(&dec->err);
+    dec->err.error_exit = on_error;
+    dec->err.emit_message = on_message;
+    if (setjmp(dec->jmp)) {
+        int code = error_code(dec);
+        size_t at = d->src ? len - d->src->bytes_in_buffer : 0;
+        jpeg_destroy_decompress(d);
+        return dbr__fail(code, "JPEG (%zu bytes) near byte %zu: %s%s", len, at, dec->msg,
+                         dec->warnings && !dec->lenient
+                             ? " (strict mode; lenient decoding would recover)" : "");
+    }
+    jpeg_create_decompress(d);
+    jpeg_mem_src(d, src, (unsigned long)len);
+    jpeg_read_header(d, TRUE);
+    if (d->image_width != pl->info.width || d->image_height != pl->info.height) {
+        snprintf(dec->msg, sizeof dec->msg, "frame size %ux%u disagrees with the "
+                 "header probe's %ux%u", d->image_width, d->image_height,
+                 pl->info.width, pl->info.height);
+        longjmp(dec->jmp, 1);
+    }
+    int cmyk = d->jpeg_color_space == JCS_CMYK || d->jpeg_color_space == JCS_YCCK;
+    static const J_COLOR_SPACE spaces[] = {JCS_EXT_RGB, JCS_EXT_BGR, JCS_GRAYSCALE,
+                                           JCS_EXT_RGBA};
+    d->out_color_space = cmyk ? JCS_CMYK : spaces[o->format];
+    d->scale_num = (unsigned)pl->eighths;
+    d->scale_denom = 8;
+    if (o->fast) {
+        d->dct_method = JDCT_IFAST;
+        d->do_fancy_upsampling = FALSE;
+        d->do_block_smoothing = FALSE;
+    } else {
+        d->dct_method = JDCT_ISLOW;
+    }
+    if (jpeg_has_multiple_scans(d)) {
+        dec->progress.progress_monitor = on_progress;
+        d->progress = &dec->progress;
+    }
+    jpeg_start_decompress(d);
+    if (d->output_width != pl->scaled_w || d->output_height != pl->scaled_h) {
+        snprintf(dec->msg, sizeof dec->msg, "libjpeg scaled to %ux%u, not %ux%u",
+                 d->output_width, d->output_height, pl->scaled_w, pl->scaled_h);
+        longjmp(dec->jmp, 1);
+    }
+    JDIMENSION xoff = pl->roi_x, width = pl->roi_w;
+    if (width != d->output_width) {
+        /* One more pixel each side where the image has it: fancy upsampling
+         * treats the edges of a cropped row as image edges, so the region's
+         * own edge pixels keep their neighbours (and match a full decode). */
+        JDIMENSION right = xoff + width + (xoff + width < d->output_width);
+        xoff -= xoff > 0;
+        width = right - xoff;
+        jpeg_crop_scanline(d, &xoff, &width); /* widens to whole blocks */
+    }
+    if (pl->roi_y && jpeg_skip_scanlines(d, pl->roi_y) != pl->roi_y) {
+        snprintf(dec->msg, sizeof dec->msg, "could not skip %u rows", pl->roi_y);
+        longjmp(dec->jmp, 1);
+    }
+    int direct = !cmyk && pl->orientation == 1 && xoff == pl->roi_x && width == pl->roi_w;
+    if (direct) {
+        JSAMPROW rows[16];
+        for (uint32_t done = 0; done < pl->roi_h;) {
+            uint32_t n = pl->roi_h - done < 16 ? pl->roi_h - done : 16;
+            for (uint32_t i = 0; i < n; i++)
+                rows[i] = dst + (size_t)(done + i) * pitch;
+            JDIMENSION got = jpeg_read_scanlines(d, rows, n);
+            if (got == 0) {
+                snprintf(dec->msg, sizeof dec->msg, "no rows decoded");
+                longjmp(dec->jmp, 1);
+            }
+            done += got;
+        }
+    } else {
+        int in_ch = d->output_components;
+        JSAMPARRAY buf = (*d->mem->alloc_sarray)((j_common_ptr)d, JPOOL_IMAGE,
+                                                  width * (JDIMENSION)in_ch, 1);
+        const unsigned char *first = buf[0] + (size_t)(pl->roi_x - xoff) * in_ch;
+        for (uint32_t r = 0; r < pl->roi_h; r++) {
+            if (jpeg_read_scanlines(d, buf, 1) != 1) {
+                snprintf(dec->msg, sizeof dec->msg, "no rows decoded");
+                longjmp(dec->jmp, 1);
+            }
+            ptrdiff_t step;
+            unsigned char *to = row_target(pl, r, dst, pitch, &step);
+            store_row(first, pl->roi_w, to, step, cmyk, o->format, pl->channels);
+        }
+    }
+    /* Finishing reads to the end of the image, so strict mode also checks
+     * the tail; a region that stops early leaves the rest unread. */
+    if (d->output_scanline == d->output_height)
+        jpeg_finish_decompress(d);
+    jpeg_destroy_decompress(d);
+    return DBR_OK;
+}
+
+static int out_bytes(const dbr__jpeg_plan_t *pl, size_t *pitch, size_t *need)
+{
+    size_t row = (size_t)pl->out_w * (size_t)pl->channels;
+    if (*pitch == 0)
+        *pitch = row;
+    if (*pitch < row)
+        return dbr__fail(DBR_E_ARG, "JPEG: pitch %zu is less than a %u-pixel row of %zu "
+                         "bytes", *pitch, pl->out_w, row);
+    *need = *pitch * (pl->out_h - 1) + row;
+    return DBR_OK;
+}
+
+static void fill_result(const dbr__jpeg_plan_t *pl, dbr_jpeg_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->width = pl->out_w;
+    out->height = pl->out_h;
+    out->channels = (uint32_t)pl->channels;
+}
+
+int dbr_jpeg_output_size(const void *src, size_t len, const dbr_jpeg_options *opts,
+                         dbr_jpeg_result *out)
+{
+    static const dbr_jpeg_options defaults;
+    dbr__jpeg_plan_t pl;
+    if (!src || !out)
+        return dbr__fail(DBR_E_ARG, "dbr_jpeg_output_size: src and out must not be NULL");
+    int rc = dbr__jpeg_plan(src, len, opts ? opts : &defaults, &pl);
+    if (rc == DBR_OK)
+        fill_result(&pl, out);
+    return rc;
+}
+
+int dbr__jpeg_decode_planned(const void *src, size_t len, const dbr_jpeg_options *o,
+                             const dbr__jpeg_plan_t *pl, void *dst, size_t pitch,
+                             uint32_t *warnings)
+{
+    decoder dec;
+    dec.lenient = o->lenient;
+    dec.max_scans = o->max_scans > 0 ? o->max_scans : DBR_JPEG_DEFAULT_MAX_SCANS;
+    dec.warnings = 0;
+    dec.limit_hit = 0;
+    dec.msg[0] = '\0';
+    int rc = run(&dec, src, len, o, pl, dst, pitch);
+    *warnings = dec.warnings ? DBR_JPEG_WARN_CORRUPT : 0;
+    if (rc == DBR_OK && dec.warnings)
+        dbr__fail(DBR_OK, "JPEG (%zu bytes): recovered from corrupt data: %s", len, dec.msg);
+    return rc;
+}
+
+int dbr_jpeg_decode(const void *src, size_t len, const dbr_jpeg_options *opts, void *dst,
+                    size_t pitch, size_t cap, dbr_jpeg_result *out)
+{
+    static const dbr_jpeg_options defaults;
+    dbr__jpeg_plan_t pl;
+    size_t need = 0;
+    if (!src || !out)
+        return dbr__fail(DBR_E_ARG, "dbr_jpeg_decode: src and out must not be NULL");
+    if (!opts)
+        opts = &defaults;
+    int rc = dbr__jpeg_plan(src, len, opts, &pl);
+    if (rc != DBR_OK)
+        return rc;
+    fill_result(&pl, out);
+    rc = out_bytes(&pl, &pitch, &need);
+    if (rc != DBR_OK)
+        return rc;
+    if (!dst || cap < need)
+        return dbr__fail(DBR_E_TOO_SMALL, "decoding a %ux%u JPEG to %u channels needs %zu "
+                         "bytes, got %zu", pl.out_w, pl.out_h, out->channels, need, cap);
+    return dbr__jpeg_decode_planned(src, len, opts, &pl, dst, pitch, &out->warnings);
+}

@@ -1,0 +1,291 @@
+/* test_jpeg.c - the JPEG C API: header probe, sizes and buffer contracts,
+ * pitch, YCCK (which Pillow cannot write), EXIF parsing in both byte
+ * orders, crops and batches.  Fixtures are encoded here with libjpeg. */
+#include "dbr.h"
+#include "check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+
+/* A smooth test pattern of w x h x comps. */
+static unsigned char *pattern(int w, int h, int comps)
+{
+    unsigned char *p = malloc((size_t)w * h * comps);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < comps; c++)
+                p[((size_t)y * w + x) * comps + c] = (unsigned char)((x * (c + 1) + y * 2) % 200 + 20);
+    return p;
+}
+
+/* Encodes pixels to a JPEG in memory (free with free()).  space: the
+ * input space; jpeg_space: what to store (e.g. YCCK from CMYK). */
+static unsigned char *encode(const unsigned char *px, int w, int h, J_COLOR_SPACE space,
+                             int comps, J_COLOR_SPACE jpeg_space, int progressive,
+                             const unsigned char *app1, unsigned app1_len, unsigned long *len)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    unsigned char *out = NULL;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &out, len);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = comps;
+    c.in_color_space = space;
+    jpeg_set_defaults(&c);
+    jpeg_set_colorspace(&c, jpeg_space);
+    jpeg_set_quality(&c, 100, TRUE);
+    for (int i = 0; i < c.num_components; i++)
+        c.comp_info[i].h_samp_factor = c.comp_info[i].v_samp_factor = 1;
+    if (progressive)
+        jpeg_simple_progression(&c);
+    jpeg_start_compress(&c, TRUE);
+    if (app1)
+        jpeg_write_marker(&c, JPEG_APP0 + 1, app1, app1_len);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = (JSAMPROW)(px + (size_t)c.next_scanline * w * comps);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    return out;
+}
+
+static void test_header_and_sizes(void)
+{
+    unsigned char *px = pattern(37, 21, 3);
+    unsigned long len;
+    unsigned char *jpg = encode(px, 37, 21, JCS_RGB, 3, JCS_YCbCr, 1, NULL, 0, &len);
+    dbr_jpeg_info info;
+    CHECK_RC(dbr_jpeg_read_header(jpg, len, &info), DBR_OK);
+    CHECK(info.width == 37 && info.height == 21 && info.components == 3);
+    CHECK(info.colorspace == DBR_JPEG_CS_YCBCR && info.progressive == 1);
+    CHECK(info.orientation == 1 && info.arithmetic == 0);
+
+    dbr_jpeg_result res;
+    dbr_jpeg_options o;
+    memset(&o, 0, sizeof o);
+    o.format = DBR_PIXEL_RGBA;
+    o.scale_num = 1;
+    o.scale_denom = 4;
+    CHECK_RC(dbr_jpeg_output_size(jpg, len, &o, &res), DBR_OK);
+    CHECK(res.width == 10 && res.height == 6 && res.channels == 4);
+
+    /* Too small: the need comes back, nothing is written. */
+    unsigned char small[8];
+    CHECK_RC(dbr_jpeg_decode(jpg, len, NULL, small, 0, sizeof small, &res), DBR_E_TOO_SMALL);
+    CHECK(res.width == 37 && res.height == 21 && res.channels == 3);
+    CHECK_RC(dbr_jpeg_decode(jpg, len, NULL, NULL, 0, 0, &res), DBR_E_TOO_SMALL);
+    CHECK(strstr(dbr_last_error(), "needs 2331 bytes") != NULL);
+
+    /* A pitch wider than the row leaves the gap alone. */
+    size_t pitch = 37 * 3 + 5;
+    unsigned char *dst = malloc(pitch * 21);
+    unsigned char *tight = malloc(37 * 3 * 21);
+    memset(dst, 0xAB, pitch * 21);
+    CHECK_RC(dbr_jpeg_decode(jpg, len, NULL, dst, pitch, pitch * 20 + 37 * 3, &res), DBR_OK);
+    CHECK_RC(dbr_jpeg_decode(jpg, len, NULL, tight, 0, 37 * 3 * 21, &res), DBR_OK);
+    int same = 1, gap = 1;
+    for (int y = 0; y < 21; y++) {
+        same &= memcmp(dst + y * pitch, tight + y * 37 * 3, 37 * 3) == 0;
+        if (y < 20)
+            for (int k = 0; k < 5; k++)
+                gap &= dst[y * pitch + 37 * 3 + k] == 0xAB;
+    }
+    CHECK(same && gap);
+    /* The decode is close to the pattern (quality 100, 4:4:4). */
+    int maxdiff = 0;
+    for (size_t i = 0; i < 37 * 3 * 21; i++) {
+        int d = abs((int)tight[i] - (int)px[i]);
+        maxdiff = d > maxdiff ? d : maxdiff;
+    }
+    CHECK(maxdiff <= 6);
+    CHECK_RC(dbr_jpeg_decode(jpg, len, NULL, dst, 10, pitch * 21, &res), DBR_E_ARG);
+
+    /* NULLs and bad options. */
+    CHECK_RC(dbr_jpeg_read_header(NULL, 0, &info), DBR_E_ARG);
+    CHECK_RC(dbr_jpeg_decode(jpg, len, NULL, dst, 0, pitch * 21, NULL), DBR_E_ARG);
+    o.format = 9;
+    CHECK_RC(dbr_jpeg_output_size(jpg, len, &o, &res), DBR_E_ARG);
+    o.format = 0;
+    o.scale_num = 3;
+    o.scale_denom = 1;
+    CHECK_RC(dbr_jpeg_output_size(jpg, len, &o, &res), DBR_E_ARG);
+    o.scale_num = o.scale_denom = 0;
+    o.roi_x = 30;
+    o.roi_w = 8;
+    o.roi_h = 1;
+    CHECK_RC(dbr_jpeg_output_size(jpg, len, &o, &res), DBR_E_ARG);
+
+    /* Truncation: strict fails, lenient recovers with a flag. */
+    CHECK_RC(dbr_jpeg_decode(jpg, len - 20, NULL, tight, 0, 37 * 3 * 21, &res), DBR_E_CORRUPT);
+    o.roi_x = o.roi_w = o.roi_h = 0;
+    o.lenient = 1;
+    CHECK_RC(dbr_jpeg_decode(jpg, len - 20, &o, tight, 0, 37 * 3 * 21, &res), DBR_OK);
+    CHECK(res.warnings == DBR_JPEG_WARN_CORRUPT);
+    free(dst);
+    free(tight);
+    free(jpg);
+    free(px);
+}
+
+static void test_ycck_equals_cmyk(void)
+{
+    unsigned char *px = pattern(24, 16, 4);
+    unsigned long l1, l2;
+    unsigned char *cmyk = encode(px, 24, 16, JCS_CMYK, 4, JCS_CMYK, 0, NULL, 0, &l1);
+    unsigned char *ycck = encode(px, 24, 16, JCS_CMYK, 4, JCS_YCCK, 0, NULL, 0, &l2);
+    dbr_jpeg_info a, b;
+    CHECK_RC(dbr_jpeg_read_header(cmyk, l1, &a), DBR_OK);
+    CHECK_RC(dbr_jpeg_read_header(ycck, l2, &b), DBR_OK);
+    CHECK(a.colorspace == DBR_JPEG_CS_CMYK && b.colorspace == DBR_JPEG_CS_YCCK);
+    unsigned char o1[24 * 16 * 3], o2[24 * 16 * 3];
+    dbr_jpeg_result res;
+    CHECK_RC(dbr_jpeg_decode(cmyk, l1, NULL, o1, 0, sizeof o1, &res), DBR_OK);
+    CHECK_RC(dbr_jpeg_decode(ycck, l2, NULL, o2, 0, sizeof o2, &res), DBR_OK);
+    int maxdiff = 0;
+    for (size_t i = 0; i < sizeof o1; i++) {
+        int d = abs((int)o1[i] - (int)o2[i]);
+        maxdiff = d > maxdiff ? d : maxdiff;
+    }
+    CHECK(maxdiff <= 4); /* YCC<->RGB rounding only; the CMYK->RGB formula
+                            itself is checked against Pillow in Python */
+    free(cmyk);
+    free(ycck);
+    free(px);
+}
+
+static void test_exif(void)
+{
+    /* APP1 "Exif\0\0" + TIFF header + IFD0 with one Orientation entry. */
+    static const unsigned char be[] = {'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0, 42, 0, 0, 0, 8,
+                                       0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0,
+                                       0, 0, 0, 0};
+    static const unsigned char le[] = {'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0,
+                                       1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 8, 0, 0, 0,
+                                       0, 0, 0, 0};
+    static const unsigned char bad[] = {'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 0xF0, 0xFF,
+                                        0, 0, 1, 0};
+    unsigned char *px = pattern(20, 12, 3);
+    unsigned long len;
+    dbr_jpeg_info info;
+    dbr_jpeg_result res;
+    dbr_jpeg_options o;
+    memset(&o, 0, sizeof o);
+    o.apply_orientation = 1;
+
+    unsigned char *jpg = encode(px, 20, 12, JCS_RGB, 3, JCS_YCbCr, 0, be, sizeof be, &len);
+    CHECK_RC(dbr_jpeg_read_header(jpg, len, &info), DBR_OK);
+    CHECK(info.orientation == 6);
+    CHECK_RC(dbr_jpeg_output_size(jpg, len, &o, &res), DBR_OK);
+    CHECK(res.width == 12 && res.height == 20);
+    /* Orientation 6 shows stored pixel (x, y) at (H-1-y, x). */
+    unsigned char stored[20 * 12 * 3], shown[12 * 20 * 3];
+    CHECK_RC(dbr_jpeg_decode(jpg, len, NULL, stored, 0, sizeof stored, &res), DBR_OK);
+    CHECK_RC(dbr_jpeg_decode(jpg, len, &o, shown, 0, sizeof shown, &res), DBR_OK);
+    int ok = 1;
+    for (int y = 0; y < 12; y++)
+        for (int x = 0; x < 20; x++)
+            ok &= memcmp(stored + (y * 20 + x) * 3, shown + (x * 12 + (11 - y)) * 3, 3) == 0;
+    CHECK(ok);
+    free(jpg);
+
+    jpg = encode(px, 20, 12, JCS_RGB, 3, JCS_YCbCr, 0, le, sizeof le, &len);
+    CHECK_RC(dbr_jpeg_read_header(jpg, len, &info), DBR_OK);
+    CHECK(info.orientation == 8);
+    free(jpg);
+
+    jpg = encode(px, 20, 12, JCS_RGB, 3, JCS_YCbCr, 0, bad, sizeof bad, &len);
+    CHECK_RC(dbr_jpeg_read_header(jpg, len, &info), DBR_OK);
+    CHECK(info.orientation == 1); /* a broken EXIF block is ignored */
+    free(jpg);
+    free(px);
+}
+
+static void test_crops_and_batches(void)
+{
+    unsigned char *px = pattern(64, 48, 3);
+    unsigned long len;
+    unsigned char *jpg = encode(px, 64, 48, JCS_RGB, 3, JCS_YCbCr, 0, NULL, 0, &len);
+    dbr_jpeg_crop crop;
+    memset(&crop, 0, sizeof crop);
+    crop.mode = DBR_CROP_RANDOM;
+    crop.out_w = 16;
+    crop.out_h = 16;
+    crop.flip = DBR_FLIP_RANDOM;
+    crop.seed = 99;
+    double box1[4], box2[4];
+    int f1, f2, differ = 0;
+    for (uint64_t i = 0; i < 50; i++) {
+        CHECK_RC(dbr_jpeg_crop_box(&crop, 64, 48, i, box1, &f1), DBR_OK);
+        CHECK_RC(dbr_jpeg_crop_box(&crop, 64, 48, i, box2, &f2), DBR_OK);
+        CHECK(memcmp(box1, box2, sizeof box1) == 0 && f1 == f2);
+        CHECK(box1[0] >= 0 && box1[1] >= 0 && box1[0] + box1[2] <= 64 && box1[1] + box1[3] <= 48);
+        CHECK(box1[2] * box1[3] >= 0.08 * 64 * 48 * 0.9);
+        CHECK_RC(dbr_jpeg_crop_box(&crop, 64, 48, i + 1, box2, &f2), DBR_OK);
+        differ += memcmp(box1, box2, sizeof box1) != 0;
+    }
+    CHECK(differ > 40);
+
+    /* A batch of three: the middle one is not a JPEG. */
+    const void *srcs[3] = {jpg, "garbage!", jpg};
+    size_t lens[3] = {len, 8, len};
+    unsigned char out[3 * 16 * 16 * 3];
+    int statuses[3];
+    dbr_jpeg_result results[3];
+    char messages[3 * 128];
+    memset(out, 0x55, sizeof out);
+    CHECK_RC(dbr_jpeg_decode_batch(3, srcs, lens, NULL, &crop, 0, out, sizeof out, 2, statuses,
+                                   results, messages, 128), DBR_E_CORRUPT);
+    CHECK(strstr(dbr_last_error(), "batch item 1") != NULL);
+    CHECK(statuses[0] == DBR_OK && statuses[1] == DBR_E_CORRUPT && statuses[2] == DBR_OK);
+    CHECK(messages[0] == '\0' && strstr(messages + 128, "SOI") != NULL);
+    CHECK(results[0].width == 16 && results[2].channels == 3);
+    int zero = 1;
+    for (size_t i = 16 * 16 * 3; i < 2 * 16 * 16 * 3; i++)
+        zero &= out[i] == 0;
+    CHECK(zero);
+    /* The same item index gives the same crop as a single call. */
+    unsigned char one[16 * 16 * 3];
+    dbr_jpeg_result r;
+    CHECK_RC(dbr_jpeg_decode_crop(jpg, len, NULL, &crop, 2, one, 0, sizeof one, &r), DBR_OK);
+    CHECK(memcmp(one, out + 2 * sizeof one, sizeof one) == 0);
+    CHECK_RC(dbr_jpeg_decode_batch(3, srcs, lens, NULL, &crop, 0, out, 10, 2, NULL, NULL, NULL,
+                                   0), DBR_E_TOO_SMALL);
+    CHECK_RC(dbr_jpeg_decode_batch(0, NULL, NULL, NULL, &crop, 0, NULL, 0, 2, NULL, NULL, NULL,
+                                   0), DBR_OK);
+    CHECK_RC(dbr_jpeg_decode_files(NULL, 1, (const char *const[]){"/nonexistent/x.jpg"}, NULL,
+                                   &crop, 0, out, sizeof out, 1, statuses, NULL, NULL, 0),
+             DBR_E_NOT_FOUND);
+    CHECK(strstr(dbr_last_error(), "/nonexistent/x.jpg") != NULL);
+    crop.mode = 17;
+    CHECK_RC(dbr_jpeg_decode_crop(jpg, len, NULL, &crop, 0, one, 0, sizeof one, &r), DBR_E_ARG);
+
+    /* A header claiming 60000 x 60000 is refused by the limit. */
+    unsigned char *bomb = malloc(len);
+    memcpy(bomb, jpg, len);
+    for (unsigned long i = 0; i + 9 < len; i++)
+        if (bomb[i] == 0xFF && bomb[i + 1] == 0xC0) {
+            bomb[i + 5] = bomb[i + 7] = 0xEA;
+            bomb[i + 6] = bomb[i + 8] = 0x60;
+            break;
+        }
+    CHECK_RC(dbr_jpeg_decode(bomb, len, NULL, one, 0, sizeof one, &r), DBR_E_LIMIT);
+    free(bomb);
+    free(jpg);
+    free(px);
+}
+
+int main(void)
+{
+    test_header_and_sizes();
+    test_ycck_equals_cmyk();
+    test_exif();
+    test_crops_and_batches();
+    return check_report("test_jpeg");
+}
