@@ -69,16 +69,24 @@ def start_floor(exe, names):
     return proc, one_pass
 
 
-def legacy_run(code):
-    """run_legacy from DATA_DIR: the legacy interpreter's probe imports
-    dareblopy relative to the working directory, and in the checkout root
-    that finds this package instead of DareBlopy 0.0.5."""
-    here = os.getcwd()
-    os.chdir(DATA_DIR)
+def c_floor_seconds(names, passes: int = 5) -> float:
+    """Median seconds per image of the C loop over these files (None
+    without a C compiler): the raw decode limit for other benchmarks."""
+    exe = build_floor()
+    if not exe:
+        return None
+    proc = subprocess.Popen([exe] + list(names), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        return run_legacy(code)
+        times = []
+        for _ in range(passes):
+            proc.stdin.write(b"\n")
+            proc.stdin.flush()
+            times.append(float(proc.stdout.readline()))
     finally:
-        os.chdir(here)
+        proc.stdin.close()
+        proc.wait()
+        os.unlink(exe)
+    return sorted(times)[len(times) // 2] / len(names)
 
 
 def pil_decoder():
@@ -130,7 +138,7 @@ def bench_single(exe):
             proc.stdin.close()
             proc.wait()
     floor = t.pop(FLOOR, None)
-    legacy = legacy_run(f"""
+    legacy = run_legacy(f"""
 import dareblopy as db
 names = {names!r}
 def run():

@@ -287,17 +287,6 @@ def test_indexed_samples_reads_by_global_index(tree):
         samples[69]
 
 
-def test_zip_shard_fails_only_at_use_without_zip_support(tmp_path):
-    shard = db.ZipShard(tmp_path / "a.zip")
-    try:
-        import dareblopy._zip  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="zip support"):
-            len(shard)
-    else:
-        pytest.skip("zip support is built in; tested with the zip layer")
-
-
 def test_import_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c",
                           "import sys, dareblopy; print('torch' in sys.modules)"],
