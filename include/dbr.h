@@ -250,8 +250,9 @@ typedef struct dbr_zip dbr_zip;
 typedef struct dbr_zip_options {
     /* 1 (default): check each entry's CRC-32 whenever it is read whole
      * (dbr_zip_read, dbr_zip_read_many, dbr_zip_open_entry).  0 skips the
-     * check, saving about 0.1 ms per MB on one core; a damaged entry is then
-     * returned silently. */
+     * check; a damaged entry is then returned silently.  The check is cheap:
+     * for stored entries read from the mapping it runs during the copy, and
+     * elsewhere it folds at ~30 GB/s with PCLMULQDQ. */
     int verify_crc;
     /* 0 (default): map an archive file into memory at open and serve reads
      * from the mapping (a copy from the page cache, no system call per
