@@ -63,10 +63,12 @@ def _entry_dtype() -> np.dtype:
 _ENTRY_DTYPE = _entry_dtype()
 
 
-def _options(verify_crc: bool, max_entry_size: Optional[int], max_entries: Optional[int]):
+def _options(verify_crc: bool, mmap: bool, max_entry_size: Optional[int],
+             max_entries: Optional[int]):
     opts = ffi.new("dbr_zip_options *")
     lib.dbr_zip_options_init(opts)
     opts.verify_crc = 1 if verify_crc else 0
+    opts.use_pread = 0 if mmap else 1
     if max_entry_size is not None:
         opts.max_entry_size = max_entry_size
     if max_entries is not None:
@@ -79,22 +81,30 @@ class Archive:
 
     Immutable once open: any number of threads may read from one Archive at
     once, and it keeps working in forked children (DataLoader workers).
-    ``verify_crc=False`` skips the CRC-32 check of each read, which costs
-    about 0.1 ms per MB; damaged entries are then returned silently.
-    ``max_entry_size`` caps the declared size of compressed entries (default
-    1 GiB) and ``max_entries`` the number of entries, against hostile
-    archives."""
+    ``verify_crc=False`` skips the CRC-32 check of each read (it runs during
+    the copy of stored entries, so it costs little); damaged entries are then
+    returned silently.  ``mmap=True`` (default) maps the archive and serves
+    reads from the page cache without a system call; the file must then not
+    be truncated or rewritten in place while open (a process reading a page
+    cut off by truncation dies of SIGBUS).  ``mmap=False`` reads with pread,
+    and a shrunken file raises an error instead.  ``max_entry_size`` caps
+    the declared size of compressed entries (default 1 GiB) and
+    ``max_entries`` the number of entries, against hostile archives."""
 
     def __init__(self, source: Union[PathLike, File], *, verify_crc: bool = True,
-                 max_entry_size: Optional[int] = None, max_entries: Optional[int] = None):
+                 mmap: bool = True, max_entry_size: Optional[int] = None,
+                 max_entries: Optional[int] = None):
         out = ffi.new("dbr_zip **")
-        opts = _options(verify_crc, max_entry_size, max_entries)
+        opts = _options(verify_crc, mmap, max_entry_size, max_entries)
         if isinstance(source, File):
             check(lib.dbr_zip_open_file(source._h(), opts, out))
         else:
             check(lib.dbr_zip_open(encode_path(source), opts, out))
         self._zip = ffi.gc(out[0], lib.dbr_zip_close)
         self._names = None   # built on first use: opening stays O(directory read)
+        # name as passed -> (index, size), filled by lookups, so repeated
+        # reads skip encoding and two C calls (entries never change)
+        self._slots = {}
         self._vfs = None     # a private VFS for directory queries, on first use
         self._lock = threading.Lock()
 
@@ -191,12 +201,26 @@ class Archive:
     def getinfo(self, name: str) -> ZipInfo:
         return self.infolist()[self._index(name)]
 
-    def _index(self, name: PathLike) -> int:
+    def _slot(self, name: PathLike):
+        """(index, size) of the entry called name."""
+        try:
+            return self._slots[name]
+        except (KeyError, TypeError):  # TypeError: an unhashable name
+            pass
+        h = self._h()
         idx = cells.size
-        rc = _find(self._h(), encode_path(name), idx)
+        rc = _find(h, encode_path(name), idx)
         if rc < 0:
             raise error_from_code(rc)
-        return idx[0]
+        slot = (idx[0], _entry_size(h, idx[0]))
+        try:
+            self._slots[name] = slot
+        except TypeError:
+            pass
+        return slot
+
+    def _index(self, name: PathLike) -> int:
+        return self._slot(name)[0]
 
     def _dirs(self) -> FileSystem:
         with self._lock:
@@ -241,15 +265,15 @@ class Archive:
     def open_as_bytes(self, name: PathLike) -> bytes:
         """The entry's contents, read (and CRC-checked) straight into a new
         ``bytes`` object."""
-        h = self._h()
-        cell = cells.size
-        rc = _find(h, encode_path(name), cell)
-        if rc < 0:
-            raise error_from_code(rc)
-        index = cell[0]
-        size = _entry_size(h, index)
+        h = self._zip
+        if h is None:
+            self._h()  # raises
+        try:
+            index, size = self._slots[name]
+        except (KeyError, TypeError):
+            index, size = self._slot(name)
         obj = new_bytes(size)
-        rc = _read(h, index, obj, size, cell)
+        rc = _read(h, index, obj, size, cells.size)
         if rc < 0:
             raise error_from_code(rc)
         return obj
@@ -261,8 +285,7 @@ class Archive:
         """The entry as a uint8 array of ``shape`` (one -1 allowed), or read
         into the caller's ``out``."""
         h = self._h()
-        index = self._index(name)
-        size = _entry_size(h, index)
+        index, size = self._slot(name)
         what = f"{self.path}:{os.fsdecode(name)}"
         if out is None:
             out = np.empty(resolve_shape(shape, size, what), dtype=np.uint8)
@@ -274,8 +297,9 @@ class Archive:
         per CPU); raises for the first entry that fails."""
         h = self._h()
         count = len(names)
-        indices = [self._index(n) for n in names]
-        sizes = [_entry_size(h, i) for i in indices]
+        slots = [self._slot(n) for n in names]
+        indices = [i for i, _ in slots]
+        sizes = [s for _, s in slots]
         objs = [new_bytes(s) for s in sizes]
         bufs = [ffi.from_buffer(o) for o in objs]
         statuses = ffi.new("int[]", max(count, 1))

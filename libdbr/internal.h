@@ -104,6 +104,14 @@ void dbr__zip_release(void *zip);
 /* CRC-32 of ZIP/gzip (crc32.c), chaining like zlib's crc32: start at 0. */
 uint32_t dbr__crc32(uint32_t crc, const void *data, size_t len);
 
+/* The same over src while copying it to dst: one pass over memory. */
+uint32_t dbr__crc32_copy(uint32_t crc, void *dst, const void *src, size_t len);
+
+/* dbr__crc32 (dst NULL) or dbr__crc32_copy using at most the given fold
+ * level (0 zlib, 1 PCLMULQDQ, 2 AVX-512), so tests can compare the paths. */
+uint32_t dbr__crc32_limited(int max_level, uint32_t crc, void *dst, const void *src,
+                            size_t len);
+
 /* The hash of the name indexes (FNV-1a). */
 uint64_t dbr__hash_bytes(const char *s, size_t n);
 

@@ -1,13 +1,15 @@
 /* zip.c - reading ZIP archives: the end records and central directory are
  * parsed once, at open, into an immutable index (entries plus a hash table
- * of names); entries are then read with pread, stored ones straight into
- * the caller's buffer.  Layouts follow PKWARE's APPNOTE.TXT (4.3). */
+ * of names); entries are then read from a read-only mapping of the archive
+ * (or with pread), stored ones straight into the caller's buffer with the
+ * CRC checked during the copy.  Layouts follow PKWARE's APPNOTE.TXT (4.3). */
 #include "internal.h"
 
 #include <errno.h>
 #include <lz4.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -51,6 +53,10 @@ struct dbr_zip {
     int fd;            /* src's fd, or -1 when src lives in memory          */
     uint64_t base;     /* src's offset within fd                           */
     uint64_t size;
+    const unsigned char *bytes; /* all size bytes in memory (the mapping or
+                                   src's own memory), or NULL: use pread   */
+    void *map;         /* what munmap releases, NULL if nothing is mapped  */
+    size_t map_len;
     char *path;
     dbr_zip_options opts;
     zentry *entries;
@@ -101,6 +107,10 @@ static int read_at(const dbr_zip *z, void *dst, size_t n, uint64_t off, const ch
                          "lies beyond the end of the %llu-byte file (truncated?)",
                          z->path, what, (unsigned long long)off, n,
                          (unsigned long long)z->size);
+    if (z->bytes) {
+        memcpy(dst, z->bytes + off, n);
+        return DBR_OK;
+    }
     int rc = z->fd >= 0 ? dbr__pread_full(z->fd, dst, n, z->base + off, &got, z->path)
                         : dbr_file_pread(z->src, dst, n, off, &got);
     if (rc == DBR_OK && got != n)
@@ -389,6 +399,32 @@ static int parse_directory(dbr_zip *z, const cd_loc *loc)
     return rc;
 }
 
+/* Makes the archive's bytes addressable: memory-backed sources already
+ * are; files are mapped read-only (shared, so forked children keep the
+ * mapping and the page cache serves everyone).  Reads then cost a copy, not
+ * a system call.  A failed mmap (no address space, a file that cannot be
+ * mapped) is not an error: reads fall back to pread. */
+static void map_archive(dbr_zip *z)
+{
+    if (z->fd < 0) {
+        z->bytes = dbr_file_data(z->src);
+        return;
+    }
+    if (z->opts.use_pread || z->size == 0)
+        return;
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t start = page > 0 ? z->base - z->base % (uint64_t)page : z->base;
+    uint64_t len = z->size + (z->base - start);
+    if (len > SIZE_MAX)
+        return;
+    void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, z->fd, (off_t)start);
+    if (m == MAP_FAILED)
+        return;
+    z->map = m;
+    z->map_len = (size_t)len;
+    z->bytes = (const unsigned char *)m + (z->base - start);
+}
+
 static int zip_init(dbr_zip *z, const dbr_zip_options *opts)
 {
     if (opts)
@@ -400,6 +436,7 @@ static int zip_init(dbr_zip *z, const dbr_zip_options *opts)
     z->refs = 1;
     z->size = dbr_file_size(z->src);
     z->fd = dbr__file_fd(z->src, &z->base);
+    map_archive(z);
     cd_loc loc = {0, 0, 0, 0, 0};
     int rc = find_end(z, &loc);
     if (rc == DBR_OK)
@@ -409,6 +446,8 @@ static int zip_init(dbr_zip *z, const dbr_zip_options *opts)
 
 static void zip_free(dbr_zip *z)
 {
+    if (z->map)
+        munmap(z->map, z->map_len);
     dbr_file_close(z->src);
     free(z->path);
     free(z->entries);
@@ -663,12 +702,16 @@ static int data_offset(const dbr_zip *z, zentry *e, uint64_t *out)
     return DBR_OK;
 }
 
+/* Inflates straight into dst.  From a mapping, the whole input goes in at
+ * once, and with Z_FINISH and room for the whole output zlib decodes in one
+ * call and never allocates or fills its 32 KiB window. */
 static int inflate_entry(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
 {
     const char *name = entry_name(z, e);
-    size_t chunk = e->csize < INFLATE_CHUNK ? (size_t)e->csize : INFLATE_CHUNK;
-    unsigned char *in = malloc(chunk ? chunk : 1);
-    if (!in)
+    size_t chunk = z->bytes ? 0x40000000u
+                            : e->csize < INFLATE_CHUNK ? (size_t)e->csize : INFLATE_CHUNK;
+    unsigned char *in = z->bytes ? NULL : malloc(chunk ? chunk : 1);
+    if (!z->bytes && !in)
         return dbr__fail(DBR_E_NOMEM, "out of memory inflating '%s'", name);
     z_stream s;
     memset(&s, 0, sizeof s);
@@ -688,11 +731,15 @@ static int inflate_entry(const dbr_zip *z, const zentry *e, uint64_t data, void 
                 break;
             }
             size_t n = e->csize - done_in < chunk ? (size_t)(e->csize - done_in) : chunk;
-            rc = read_at(z, in, n, data + done_in, "deflate data");
-            if (rc != DBR_OK)
-                break;
+            if (z->bytes) {
+                s.next_in = (Bytef *)(z->bytes + data + done_in);
+            } else {
+                rc = read_at(z, in, n, data + done_in, "deflate data");
+                if (rc != DBR_OK)
+                    break;
+                s.next_in = in;
+            }
             done_in += n;
-            s.next_in = in;
             s.avail_in = (uInt)n;
         }
         /* Output is capped at the declared size: inflation never runs past it. */
@@ -700,7 +747,8 @@ static int inflate_entry(const dbr_zip *z, const zentry *e, uint64_t data, void 
         s.next_out = out + done_out;
         s.avail_out = left > 0x40000000u ? 0x40000000u : (uInt)left;
         uInt before = s.avail_out;
-        zrc = inflate(&s, Z_NO_FLUSH);
+        int last = done_in == e->csize && left == s.avail_out;
+        zrc = inflate(&s, last ? Z_FINISH : Z_NO_FLUSH);
         done_out += before - s.avail_out;
         if (zrc == Z_BUF_ERROR && s.avail_out == 0 && done_out == e->usize)
             rc = dbr__fail(DBR_E_CORRUPT, "archive '%s' entry '%s': deflate data holds "
@@ -727,10 +775,11 @@ static int lz4_entry(const dbr_zip *z, const zentry *e, uint64_t data, void *dst
         || e->usize > INT32_MAX)
         return dbr__fail(DBR_E_UNSUPPORTED, "archive '%s' entry '%s': an LZ4 block "
                          "larger than 2 GiB is not supported", z->path, name);
-    char *in = malloc(e->csize ? (size_t)e->csize : 1);
+    /* From a mapping, the block is decoded where it lies. */
+    char *in = z->bytes ? (char *)(z->bytes + data) : malloc(e->csize ? (size_t)e->csize : 1);
     if (!in)
         return dbr__fail(DBR_E_NOMEM, "out of memory reading '%s'", name);
-    int rc = read_at(z, in, (size_t)e->csize, data, "LZ4 data");
+    int rc = z->bytes ? DBR_OK : read_at(z, in, (size_t)e->csize, data, "LZ4 data");
     if (rc == DBR_OK) {
         int n = LZ4_decompress_safe(in, dst, (int)e->csize, (int)e->usize);
         if (n < 0 || (uint64_t)n != e->usize)
@@ -739,7 +788,8 @@ static int lz4_entry(const dbr_zip *z, const zentry *e, uint64_t data, void *dst
                            n < 0 ? "malformed" : "wrong decoded size",
                            (unsigned long long)e->usize);
     }
-    free(in);
+    if (!z->bytes)
+        free(in);
     return rc;
 }
 
@@ -789,14 +839,22 @@ int dbr_zip_read(const dbr_zip *zip, size_t index, void *dst, size_t cap, size_t
     int rc = data_offset(zip, e, &data);
     if (rc != DBR_OK)
         return rc;
-    if (e->method == DBR_ZIP_STORED)
-        rc = read_at(zip, dst, (size_t)e->usize, data, "stored data");
-    else if (e->method == DBR_ZIP_DEFLATE)
-        rc = inflate_entry(zip, e, data, dst);
-    else
-        rc = lz4_entry(zip, e, data, dst);
-    if (rc == DBR_OK && zip->opts.verify_crc) {
-        uint32_t crc = dbr__crc32(0, dst, (size_t)e->usize);
+    int verify = zip->opts.verify_crc;
+    uint32_t crc = 0;
+    if (e->method == DBR_ZIP_STORED && zip->bytes && verify) {
+        /* data_offset checked that the data lies inside the archive. */
+        crc = dbr__crc32_copy(0, dst, zip->bytes + data, (size_t)e->usize);
+    } else {
+        if (e->method == DBR_ZIP_STORED)
+            rc = read_at(zip, dst, (size_t)e->usize, data, "stored data");
+        else if (e->method == DBR_ZIP_DEFLATE)
+            rc = inflate_entry(zip, e, data, dst);
+        else
+            rc = lz4_entry(zip, e, data, dst);
+        if (rc == DBR_OK && verify)
+            crc = dbr__crc32(0, dst, (size_t)e->usize);
+    }
+    if (rc == DBR_OK && verify) {
         if (crc != e->crc)
             rc = dbr__fail(DBR_E_CORRUPT, "archive '%s' entry '%s': CRC-32 mismatch "
                            "(stored %08x, data gives %08x): the entry is damaged",

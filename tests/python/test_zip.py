@@ -254,8 +254,8 @@ def good_archive():
     return buf.getvalue()
 
 
-def read_everything(path):
-    with db.open_zip_archive(path) as a:
+def read_everything(path, **options):
+    with db.open_zip_archive(path, **options) as a:
         return {n: a.read(n) for n in a.namelist()}
 
 
@@ -296,13 +296,14 @@ def malformed_corpus():
     return cases
 
 
+@pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "pread"])
 @pytest.mark.parametrize("case", sorted(malformed_corpus()))
-def test_malformed_archive(tmp_path, case):
+def test_malformed_archive(tmp_path, case, mmap):
     data = malformed_corpus()[case]
     path = tmp_path / "bad.zip"
     path.write_bytes(data)
     with pytest.raises(db.DbrError) as info:
-        read_everything(path)
+        read_everything(path, mmap=mmap)
     err = info.value
     assert isinstance(err, (db.CorruptDataError, db.UnsupportedError, db.LimitExceededError))
     assert "bad.zip" in str(err)
@@ -310,7 +311,8 @@ def test_malformed_archive(tmp_path, case):
         assert any(n in str(err) for n in ("first.bin", "second.bin", "third.txt", "FIRST"))
 
 
-def test_random_mutations_never_crash(tmp_path):
+@pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "pread"])
+def test_random_mutations_never_crash(tmp_path, mmap):
     """Random byte damage: either a clean exception or the right bytes."""
     good = good_archive()
     ref_path = tmp_path / "good.zip"
@@ -325,7 +327,7 @@ def test_random_mutations_never_crash(tmp_path):
             d[r.randrange(len(d))] = r.getrandbits(8)
         path.write_bytes(bytes(d))
         try:
-            got = read_everything(path)
+            got = read_everything(path, mmap=mmap)
         except db.DbrError:
             outcomes["error"] += 1
             continue
@@ -384,16 +386,106 @@ def test_entry_beyond_4gib_sparse(tmp_path):
     assert_same_as_zipfile(path)
 
 
+# ---- mapped and pread reads
+
+def mixed_archive(path, count=60):
+    """Stored, deflate and LZ4 entries of assorted sizes (0 to ~70 KB)."""
+    expected = {}
+    with db.ZipWriter(path) as w:
+        for i in range(count):
+            data = payload(RNG.choice([0, 1, 63, 64, 255, 4096, 30000, 70001]), i)
+            w.write(f"e{i}", data, method=["stored", "deflate", "lz4"][i % 3])
+            expected[f"e{i}"] = data
+    return expected
+
+
+@pytest.mark.parametrize("verify_crc", [True, False])
+def test_mmap_and_pread_agree_with_zipfile(tmp_path, verify_crc):
+    path = tmp_path / "m.zip"
+    expected = mixed_archive(path)
+    with zipfile.ZipFile(path) as ref:
+        for info in ref.infolist():
+            if info.compress_type != 30:  # zipfile cannot decode LZ4 (method 30)
+                assert ref.read(info) == expected[info.filename]
+    for mmap in (True, False):
+        with db.open_zip_archive(path, mmap=mmap, verify_crc=verify_crc) as a:
+            assert read_everything(path, mmap=mmap, verify_crc=verify_crc) == expected
+            assert a.read_many(list(expected)) == list(expected.values())
+            for name, data in expected.items():
+                with a.open(name) as f:
+                    assert f.read_all() == data
+
+
+def test_archive_inside_an_archive(tmp_path):
+    """An inner archive served from memory (checked entry), and as a window
+    at an odd offset of the outer file (unchecked stored entry: the mapping
+    starts at a page boundary before it)."""
+    inner = tmp_path / "inner.zip"
+    expected = mixed_archive(inner, 12)
+    outer = tmp_path / "outer.zip"
+    with zipfile.ZipFile(outer, "w") as z:
+        z.writestr("pad.bin", b"x" * 4099)
+        z.write(inner, "inner.zip")
+    for verify in (True, False):
+        with db.open_zip_archive(outer, verify_crc=verify) as a, a.open("inner.zip") as f:
+            assert read_everything(f) == expected
+
+
+def test_damaged_stored_entry_fails_crc_in_the_copy(tmp_path):
+    path = tmp_path / "s.zip"
+    data = payload(30000, 3)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("s.bin", data)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(data[:64])
+    raw[at + 29000] ^= 1
+    path.write_bytes(bytes(raw))
+    for mmap in (True, False):
+        with pytest.raises(db.CorruptDataError, match="CRC-32 mismatch"):
+            db.open_zip_archive(path, mmap=mmap).read("s.bin")
+        damaged = db.open_zip_archive(path, mmap=mmap, verify_crc=False).read("s.bin")
+        assert damaged != data and len(damaged) == len(data)
+
+
+def test_pread_reports_a_file_that_shrank(tmp_path):
+    path = tmp_path / "shrink.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("a", payload(50000, 1))
+        z.writestr("b", payload(50000, 2))
+    a = db.open_zip_archive(path, mmap=False)
+    os.truncate(path, 60000)  # "b" is now cut off
+    with pytest.raises(db.DbrError, match="shrank"):
+        a.read("b")
+
+
+def test_name_lookup_cache(sample):
+    """str, bytes and path-like names all find the entry, before and after
+    the per-name cache fills; missing names stay errors."""
+    import pathlib
+    a = db.open_zip_archive(sample)
+    for _ in range(2):
+        assert a.read("labels.txt") == a.read(b"labels.txt") == b"cat\ndog\n"
+        assert a.read(pathlib.PurePosixPath("images/a.raw")) == bytes(range(256)) * 12
+        with pytest.raises(db.NotFoundError):
+            a.read("nope")
+        with pytest.raises(db.InvalidArgumentError):
+            a.read(["labels.txt"])
+    assert "nope" not in a._slots
+
+
 # ---- threads and fork
 
-def test_eight_threads_agree(tmp_path):
+@pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "pread"])
+def test_eight_threads_agree(tmp_path, mmap):
+    """Fresh handle: the threads race to fill the local-header offsets and
+    the name cache, and must all read the right bytes."""
     path = tmp_path / "t.zip"
     with zipfile.ZipFile(path, "w") as z:
         for i in range(120):
             z.writestr(f"e{i}", payload(RNG.randint(100, 20000), i),
                        compress_type=zipfile.ZIP_DEFLATED if i % 2 else zipfile.ZIP_STORED)
     expected = read_everything(path)
-    archive = db.open_zip_archive(path)
+    archive = db.open_zip_archive(path, mmap=mmap)
     errors = []
 
     def work(seed):
@@ -415,12 +507,14 @@ def test_eight_threads_agree(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_fork_child_reads(tmp_path):
+@pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "pread"])
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_fork_child_reads(tmp_path, method, mmap):
     path = tmp_path / "f.zip"
     with zipfile.ZipFile(path, "w") as z:
         for i in range(20):
-            z.writestr(f"e{i}", payload(5000, i), compress_type=zipfile.ZIP_DEFLATED)
-    archive = db.open_zip_archive(path)
+            z.writestr(f"e{i}", payload(5000, i), compress_type=method)
+    archive = db.open_zip_archive(path, mmap=mmap)
     archive.read("e0")  # the parent has used it before forking
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit code
