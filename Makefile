@@ -29,7 +29,7 @@ build: $(BUILD)/build.ninja
 test-c: build
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH meson test -C $(BUILD) --print-errorlogs
 
-test-python: build
+test-python: build peers
 	$(PY) -m pytest -q tests/python
 
 test: test-c test-python

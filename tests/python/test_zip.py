@@ -13,6 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import dareblopy as db
 
 RNG = random.Random(20240611)
@@ -676,9 +678,10 @@ def test_writer_is_atomic(tmp_path):
 
 
 def test_legacy_reads_our_lz4(tmp_path):
-    legacy = os.environ.get("DBR_LEGACY_PYTHON")
-    if not legacy or not os.path.exists(legacy):
-        pytest.skip("DareBlopy 0.0.5 interpreter not configured (DBR_LEGACY_PYTHON)")
+    # `make peers` (part of `make test`) puts DareBlopy 0.0.5 in .venv38.
+    legacy = os.environ.get("DBR_LEGACY_PYTHON") or os.path.join(ROOT, ".venv38", "bin", "python")
+    if not os.path.exists(legacy):
+        pytest.skip("DareBlopy 0.0.5 interpreter missing: make peers (needs a Python 3.8)")
     path = tmp_path / "l.zip"
     data = payload(20000, 3)
     with db.ZipWriter(path, method="lz4") as w:
