@@ -22,6 +22,7 @@
 #define DEFAULT_MAX_RECORD ((uint64_t)1 << 30)
 #define PREFIX 1024               /* bytes read first to find a large uint8 value */
 #define MIN_SPLIT (16u << 10)     /* smaller values are copied: not worth a split */
+#define MAX_SCRATCH 64            /* most threads reading one batch at once */
 
 struct dbr_tfrecord_reader {
     const dbr_file *file;
@@ -444,6 +445,13 @@ int dbr_tfrecord_index(const dbr_file *file, int compression, int verify_crc,
 
 /* ---- reading and parsing a batch of indexed records ---- */
 
+/* A buffer that one item at a time holds (busy is taken atomically). */
+typedef struct scratch {
+    unsigned char *data;
+    size_t cap;
+    int busy;
+} scratch;
+
 typedef struct parse_batch {
     const dbr_example_parser *p;
     const dbr_file *const *files;
@@ -454,7 +462,19 @@ typedef struct parse_batch {
     int rc, lock;
     size_t failed;
     char msg[768];
+    /* Frame buffers, one per thread that can run at once, kept for the
+     * whole batch: a fresh buffer per record would be fresh pages per
+     * record, each faulted in by the kernel. */
+    scratch bufs[MAX_SCRATCH];
 } parse_batch;
+
+static scratch *take_scratch(parse_batch *b)
+{
+    for (;;) /* fewer items run at once than there are buffers: one is free */
+        for (size_t k = 0; k < MAX_SCRATCH; k++)
+            if (!__atomic_exchange_n(&b->bufs[k].busy, 1, __ATOMIC_ACQUIRE))
+                return &b->bufs[k];
+}
 
 /* Reads a frame into buf (frame_len bytes, allocated), with the bytes of
  * one large uint8 value read by the kernel straight into their output slot
@@ -530,17 +550,24 @@ static void read_parse_item(void *ctx, size_t i)
     const dbr_file *file = b->files[i];
     uint64_t frame = b->frame_lens[i];
     int rc = DBR_OK;
-    unsigned char *buf = NULL;
+    scratch *sc = take_scratch(b);
     dbr__hole hole = {NULL, 0, NULL};
-    if (frame > dbr_file_size(file) || frame < HEADER + FOOTER)
+    if (frame > dbr_file_size(file) || frame < HEADER + FOOTER) {
         rc = dbr__fail(DBR_E_CORRUPT, "TFRecord '%s': the index gives the record at offset %llu "
                        "a length of %llu bytes, impossible for this file (rebuild the index)",
                        dbr_file_path(file), (unsigned long long)b->offsets[i],
                        (unsigned long long)frame);
-    else if (!(buf = malloc((size_t)frame)))
-        rc = dbr__fail(DBR_E_NOMEM, "out of memory reading a %llu-byte record",
-                       (unsigned long long)frame);
-    else if (!read_split(b, i, buf, &hole, &rc))
+    } else if (sc->cap < frame) {
+        free(sc->data);
+        sc->cap = 0;
+        if (!(sc->data = malloc((size_t)frame)))
+            rc = dbr__fail(DBR_E_NOMEM, "out of memory reading a %llu-byte record",
+                           (unsigned long long)frame);
+        else
+            sc->cap = (size_t)frame;
+    }
+    unsigned char *buf = sc->data;
+    if (rc == DBR_OK && !read_split(b, i, buf, &hole, &rc))
         rc = dbr__tfrecord_frame_at(file, b->offsets[i], frame, buf, b->verify);
     if (rc == DBR_OK &&
         (rc = dbr__example_parse_one(b->p, buf + HEADER, (size_t)frame - HEADER - FOOTER, i,
@@ -550,7 +577,7 @@ static void read_parse_item(void *ctx, size_t i)
         rc = dbr__fail(rc, "TFRecord '%s', record at offset %llu: %s", dbr_file_path(file),
                        (unsigned long long)b->offsets[i], detail);
     }
-    free(buf);
+    __atomic_store_n(&sc->busy, 0, __ATOMIC_RELEASE);
     if (rc != DBR_OK)
         dbr__batch_note_failure(&b->lock, &b->rc, &b->failed, b->msg, sizeof b->msg, rc, i);
 }
@@ -564,14 +591,19 @@ int dbr_tfrecord_parse_at(const dbr_example_parser *parser, const dbr_file *cons
     for (size_t i = 0; i < n; i++)
         if (!files[i])
             return dbr__fail(DBR_E_ARG, "dbr_tfrecord_parse_at: file %zu is NULL", i);
-    parse_batch b = {parser, files, offsets, frame_lengths, n, verify_crc, outs, DBR_OK, 0, 0, {0}};
+    parse_batch batch = {parser, files, offsets, frame_lengths, n, verify_crc, outs, DBR_OK, 0,
+                         0, {0}, {{NULL, 0, 0}}}, *b = &batch;
+    if (threads <= 0)
+        threads = dbr__cpu_count();
+    if (threads > MAX_SCRATCH)
+        threads = MAX_SCRATCH;
     if (threads != 1 && n > 1 && dbr__example_all_direct(parser)) {
-        dbr__parallel_for(n, threads, read_parse_item, &b);
+        dbr__parallel_for(n, threads, read_parse_item, b);
     } else {
-        for (size_t i = 0; i < n && b.rc == DBR_OK; i++)
-            read_parse_item(&b, i);
+        for (size_t i = 0; i < n && b->rc == DBR_OK; i++)
+            read_parse_item(b, i);
     }
-    if (b.rc != DBR_OK)
-        return dbr__fail(b.rc, "%s", b.msg);
-    return DBR_OK;
+    for (size_t k = 0; k < MAX_SCRATCH; k++)
+        free(b->bufs[k].data);
+    return b->rc == DBR_OK ? DBR_OK : dbr__fail(b->rc, "%s", b->msg);
 }
