@@ -6,7 +6,13 @@ bytes value of a [3, 256, 256] uint8 image} (~236 MB, page cache warm), the
 FFHQ layout DareBlopy was written for.  One epoch = every record parsed into
 [batch, 3, 256, 256] uint8 arrays.  readinto of the same files into one
 preallocated buffer is the physical limit (a single copy out of the page
-cache)."""
+cache, into memory that stays mapped).
+
+The iterator reuses the arrays of batches the caller has dropped, as
+readinto reuses its buffer, so the two compare like for like; the
+"fresh arrays" row (reuse_arrays=False) shows what new memory costs (the
+kernel zero-fills every new page), and the "1 thread" row what the second
+thread adds."""
 import os
 import sys
 
@@ -43,8 +49,10 @@ def main():
     for n in names:  # indexes are built once and cached beside the files
         db.load_index(n)
 
-    def dareblopy_iterator():
-        for shape, data in db.ParsedTFRecordsDatasetIterator(names, features, BATCH, seed=0):
+    def dareblopy_iterator(threads=0, reuse=True):
+        parser = db.RecordParser(features, threads=threads)
+        for shape, data in db.ParsedTFRecordsDatasetIterator(names, parser, BATCH, seed=0,
+                                                            reuse_arrays=reuse):
             pass
 
     parser = db.RecordParser(features)
@@ -71,6 +79,8 @@ def main():
     contenders = {
         "readinto(prealloc) [limit]": readinto_limit,
         "dareblopy ParsedTFRecordsDatasetIterator": dareblopy_iterator,
+        "  same, 1 thread": lambda: dareblopy_iterator(threads=1),
+        "  same, fresh arrays (reuse_arrays=False)": lambda: dareblopy_iterator(reuse=False),
         "dareblopy RecordReader + parse_example": dareblopy_stream,
     }
     tf_note = ""

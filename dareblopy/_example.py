@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import struct
+import sys
 from collections import namedtuple
 from typing import Dict, List, Sequence
 
@@ -187,12 +188,12 @@ class RecordParser:
 
     # ---- outputs
 
-    def _outputs(self, n, arrays=None, index=0):
+    def _outputs(self, n, arrays=None, index=0, alloc=np.empty):
         outs = ffi.new("dbr_feature_out[]", max(1, len(self._features)))
         results = []
         for k, f in enumerate(self._features):
             if f.direct:
-                arr = np.empty((n,) + f.shape, f.np_dtype) if arrays is None else arrays[k]
+                arr = alloc((n,) + f.shape, f.np_dtype) if arrays is None else arrays[k]
                 if arrays is not None:
                     _check_inplace(f, arr, index)
                     buf = ffi.from_buffer(arr, require_writable=True) + index * f.inner * f.itemsize
@@ -322,10 +323,11 @@ class RecordParser:
                 value = self._shape_batch(f, collected[k][0], collected[k][1], 1)
                 arrays[k][index] = value.values if isinstance(value, Ragged) else value[0]
 
-    def _parse_at(self, handles, offsets, frame_lengths, verify=True) -> list:
-        """Reads records by index entries and parses them: one C call."""
+    def _parse_at(self, handles, offsets, frame_lengths, verify=True, alloc=np.empty) -> list:
+        """Reads records by index entries and parses them: one C call.
+        ``alloc(shape, dtype)`` makes the arrays of direct features."""
         n = len(offsets)
-        outs, results = self._outputs(n)
+        outs, results = self._outputs(n, alloc=alloc)
         files = ffi.new("dbr_file *[]", handles)
         offs = ffi.from_buffer("uint64_t[]", offsets)
         lens = ffi.from_buffer("uint64_t[]", frame_lengths)
@@ -336,6 +338,42 @@ class RecordParser:
             lib.dbr_feature_out_clear(outs, len(self._features))
             raise err
         return self._finish(outs, results, n)
+
+
+class ArrayRecycler:
+    """Makes output arrays, reusing one handed out before once nothing but
+    the recycler refers to it any more (no variable, view, tensor or buffer
+    of the caller's): a batch the caller still holds, or anything made from
+    it without a copy, is never overwritten.
+
+    Why: a fresh multi-megabyte array is fresh memory, which the kernel
+    zero-fills page by page on first touch; for 200 KB images that costs as
+    much as the copy out of the page cache.  Reuse keeps the pages mapped
+    and warm, as ``readinto`` into one preallocated buffer does.  At most
+    ``keep`` arrays are held; on interpreters without reference counts
+    (``sys.getrefcount``) every array is new."""
+
+    def __init__(self, keep: int = 4):
+        self._keep = max(1, int(keep))
+        self._arrays: list = []
+        self._enabled = hasattr(sys, "getrefcount")
+        # References that an unreferenced array shows in the loop below
+        # (the list, the loop variable, getrefcount's argument): measured,
+        # not assumed, because interpreters differ.
+        probe = [np.empty(0)]
+        self._idle = min(sys.getrefcount(a) for a in probe) if self._enabled else 0
+
+    def __call__(self, shape, dtype) -> np.ndarray:
+        if self._enabled:
+            for a in self._arrays:
+                if sys.getrefcount(a) <= self._idle and a.shape == shape and a.dtype == dtype:
+                    return a
+        arr = np.empty(shape, dtype)
+        if self._enabled:
+            self._arrays.append(arr)
+            if len(self._arrays) > self._keep:
+                self._arrays.pop(0)
+        return arr
 
 
 def _check_inplace(f, arr, index):

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._errors import check
+from ._ffi import ffi, lib
+
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _EPOCH_MUL = 0xD1B54A32D192ED03
@@ -37,7 +40,18 @@ class SplitMix64:
 
 
 def permutation(n: int, seed: int, epoch: int = 0) -> np.ndarray:
-    """A permutation of range(n) as int64, fixed by (seed, epoch)."""
+    """A permutation of range(n) as int64, fixed by (seed, epoch): libdbr's
+    dbr_permutation, bit-identical to :func:`permutation_reference`."""
+    n = max(0, int(n))
+    out = np.empty(n, np.int64)
+    check(lib.dbr_permutation(n, int(seed) & _MASK, int(epoch) & _MASK,
+                              ffi.from_buffer("int64_t[]", out, require_writable=True)))
+    return out
+
+
+def permutation_reference(n: int, seed: int, epoch: int = 0) -> np.ndarray:
+    """The same permutation in Python (about 1 us per value): the
+    definition the C version is tested against."""
     rng = SplitMix64(seed, epoch)
     below = rng.below
     order = list(range(n))

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._buffers import encode_path, new_bytes
 from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_code
-from ._example import RecordParser
+from ._example import ArrayRecycler, RecordParser
 from ._ffi import ffi, lib
 from ._files import File
 from ._shuffle import SplitMix64, permutation
@@ -451,12 +451,19 @@ def _read_frame(handle, offset):
 class ParsedRecordYielderRandomized:
     """Like RecordYielderRandomized, but ``next_n`` returns parsed arrays
     (one ``[n, ...]`` per feature): for plain files one C call reads,
-    checks and parses the whole batch, on several threads."""
+    checks and parses the whole batch, on several threads, with large uint8
+    values read from the file straight into the arrays.
+
+    The arrays of a batch are reused for a later batch only once the caller
+    has dropped every reference to them (see ``ArrayRecycler``); pass
+    ``reuse_arrays=False`` for fresh arrays every time."""
 
     def __init__(self, parser: RecordParser, filenames: Sequence, buffer_size: int = 1000,
-                 seed: int = None, epoch: int = 0, compression=None):
+                 seed: int = None, epoch: int = 0, compression=None,
+                 reuse_arrays: bool = True):
         self.parser = parser
         self._yielder = RecordYielderRandomized(filenames, buffer_size, seed, epoch, compression)
+        self._alloc = ArrayRecycler() if reuse_arrays else np.empty
 
     def next_n(self, n: int) -> list:
         p = self._yielder._plan
@@ -466,7 +473,7 @@ class ParsedRecordYielderRandomized:
         if s.stop <= s.start:
             raise StopIteration
         handles = [p.handles[w] for w in p.which[s].tolist()]
-        return self.parser._parse_at(handles, p.offsets[s], p.lengths[s])
+        return self.parser._parse_at(handles, p.offsets[s], p.lengths[s], alloc=self._alloc)
 
 
 class TFRecordsDatasetIterator:
@@ -486,14 +493,16 @@ class TFRecordsDatasetIterator:
 
 
 class ParsedTFRecordsDatasetIterator:
-    """Batches of parsed arrays in a random order: one C call per batch."""
+    """Batches of parsed arrays in a random order: one C call per batch.
+    Arrays the caller has dropped are reused (``reuse_arrays``, see
+    ParsedRecordYielderRandomized)."""
 
     def __init__(self, filenames, features, batch_size, buffer_size=1000, seed=None, epoch=0,
-                 compression=None):
+                 compression=None, reuse_arrays: bool = True):
         self.parser = features if isinstance(features, RecordParser) else \
             RecordParser(features, True)
         self.record_yielder = ParsedRecordYielderRandomized(
-            self.parser, filenames, buffer_size, _seed(seed), epoch, compression)
+            self.parser, filenames, buffer_size, _seed(seed), epoch, compression, reuse_arrays)
         self.batch_size = batch_size
 
     def __iter__(self):

@@ -714,6 +714,11 @@ DBR_API int dbr_tfrecord_parse_at(const dbr_example_parser *parser,
                                   int verify_crc, dbr_feature_out *outs,
                                   int threads);
 
+/* A permutation of 0..n-1 into out[0..n), fixed by (seed, epoch): the
+ * shuffle of dareblopy's datasets (SplitMix64 + Fisher-Yates, shuffle.c),
+ * the same on every machine.  Pure and thread-safe. */
+DBR_API int dbr_permutation(uint64_t n, uint64_t seed, uint64_t epoch, int64_t *out);
+
 /* DBR_CDEF_END */
 
 #ifdef __cplusplus

@@ -6,7 +6,14 @@
  * a portable slicing-by-8 table loop.  The streams are joined with the
  * linearity of CRCs: crc(A||B) = shift(crc(A), |B|) ^ crc0(B), where shift
  * appends |B| zero bytes; for the fixed stream length the shift is a linear
- * map on 32 bits, kept as four byte tables built at first use. */
+ * map on 32 bits, kept as four byte tables built at first use.
+ *
+ * On x86-64 CPUs with AVX-512 and VPCLMULQDQ, long buffers first go through
+ * carry-less multiplication folding (the method of Intel's "Fast CRC
+ * Computation for Generic Polynomials Using PCLMULQDQ"): 256 bytes per step
+ * in four 512-bit accumulators, about three times the speed of the crc32
+ * instruction, so checking a TFRecord costs a fraction of reading it.  The
+ * folding constants are x^n mod P, computed at first use. */
 #include "internal.h"
 
 #include <pthread.h>
@@ -17,10 +24,13 @@
 
 static uint32_t slice[8][256];
 static uint32_t shift_tab[4][256]; /* state -> state after STREAM zero bytes */
-static int have_hw;
+static int have_hw, have_fold;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 #if defined(__aarch64__) && defined(__linux__)
 static int arm_has_crc32(void);
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+static void init_fold(void);
 #endif
 
 /* The raw register update (no pre/post inversion), byte at a time. */
@@ -89,18 +99,91 @@ static void init_tables(void)
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     have_hw = __builtin_cpu_supports("sse4.2") != 0;
+    have_fold = have_hw && __builtin_cpu_supports("avx512f") &&
+                __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("pclmul");
+    init_fold();
 #elif defined(__aarch64__) && defined(__linux__)
     have_hw = arm_has_crc32();
 #endif
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <nmmintrin.h>
+#include <immintrin.h>
+
+/* Folding a 16-byte block forward by k blocks multiplies its two halves by
+ * x^(128k + 63) and x^(128k - 1) mod P (the -1 undoes the one-bit shift of
+ * a carry-less product of bit-reflected operands).  fold_k[k] holds both,
+ * bit-reflected in the high half of a qword, for k = 1..4 and 16. */
+static uint64_t fold_k[17][2];
+
+static uint32_t xpow_mod(uint32_t n) /* x^n mod P, bit-reflected */
+{
+    uint32_t r = 0x80000000u; /* x^0 */
+    while (n--)
+        r = (r >> 1) ^ (POLY & (0u - (r & 1)));
+    return r;
+}
+
+static void init_fold(void)
+{
+    for (uint32_t k = 1; k <= 16; k++) {
+        fold_k[k][0] = (uint64_t)xpow_mod(128 * k + 63) << 32;
+        fold_k[k][1] = (uint64_t)xpow_mod(128 * k - 1) << 32;
+    }
+}
+
+#define FOLD_TARGET __attribute__((target("avx512f,avx512vl,vpclmulqdq,pclmul,sse4.2")))
+
+FOLD_TARGET static __m512i fold512(__m512i acc, __m512i k, __m512i next)
+{
+    return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(acc, k, 0x00),
+                                     _mm512_clmulepi64_epi128(acc, k, 0x11), next, 0x96);
+}
+
+FOLD_TARGET static __m128i fold128(__m128i acc, int k, __m128i next)
+{
+    __m128i kk = _mm_loadu_si128((const __m128i *)fold_k[k]);
+    return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(acc, kk, 0x00),
+                                       _mm_clmulepi64_si128(acc, kk, 0x11)), next);
+}
+
+/* Consumes a multiple of 256 bytes (n >= 256) and returns the register
+ * state after them, starting from crc. */
+FOLD_TARGET static uint32_t fold_update(uint32_t crc, const unsigned char *p, size_t n)
+{
+    __m512i a0 = _mm512_loadu_si512(p), a1 = _mm512_loadu_si512(p + 64);
+    __m512i a2 = _mm512_loadu_si512(p + 128), a3 = _mm512_loadu_si512(p + 192);
+    /* The incoming state joins the message: XOR it into the first 4 bytes. */
+    a0 = _mm512_xor_si512(a0, _mm512_castsi128_si512(_mm_cvtsi32_si128((int)crc)));
+    __m512i k16 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)fold_k[16]));
+    for (p += 256, n -= 256; n >= 256; p += 256, n -= 256) {
+        a0 = fold512(a0, k16, _mm512_loadu_si512(p));
+        a1 = fold512(a1, k16, _mm512_loadu_si512(p + 64));
+        a2 = fold512(a2, k16, _mm512_loadu_si512(p + 128));
+        a3 = fold512(a3, k16, _mm512_loadu_si512(p + 192));
+    }
+    __m512i k4 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)fold_k[4]));
+    a1 = fold512(a0, k4, a1);
+    a2 = fold512(a1, k4, a2);
+    a3 = fold512(a2, k4, a3);
+    __m128i x = fold128(_mm512_extracti32x4_epi32(a3, 0), 3, _mm512_extracti32x4_epi32(a3, 3));
+    x = fold128(_mm512_extracti32x4_epi32(a3, 1), 2, x);
+    x = fold128(_mm512_extracti32x4_epi32(a3, 2), 1, x);
+    /* What is left is congruent to the message: its CRC from zero is the answer. */
+    uint64_t c = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
+    return (uint32_t)_mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(x, 1));
+}
 
 __attribute__((target("sse4.2"))) static uint32_t hw_update(uint32_t crc, const unsigned char *p,
                                                            size_t n)
 {
     uint64_t c0 = crc;
+    if (have_fold && n >= 1024) {
+        size_t bulk = n & ~(size_t)255;
+        c0 = fold_update(crc, p, bulk);
+        p += bulk;
+        n -= bulk;
+    }
     while (n && ((uintptr_t)p & 7)) {
         c0 = _mm_crc32_u8((uint32_t)c0, *p++);
         n--;

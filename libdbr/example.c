@@ -276,7 +276,7 @@ typedef struct found {
 /* Decodes a list of dtype values into dst (direct, capacity `cap` values)
  * or appends them to o; *count receives the number of values. */
 static int decode_values(const spec_feature *f, cur feat, unsigned char *dst, size_t cap,
-                         dbr_feature_out *o, size_t *count)
+                         dbr_feature_out *o, size_t *count, const dbr__hole *hole)
 {
     uint32_t field, wt, kind = 0;
     cur list = {NULL, NULL};
@@ -316,7 +316,11 @@ static int decode_values(const spec_feature *f, cur feat, unsigned char *dst, si
                     return dbr__fail(DBR_E_ARG, "feature '%s': uint8 needs one bytes value of "
                                      "%zu bytes, got %s%zu bytes", f->key, cap,
                                      n ? "more than one value; " : "", len);
-                memcpy(dst, v.p, len);
+                if (!hole || v.p != hole->start)
+                    memcpy(dst, v.p, len);
+                else if (dst != hole->dst || len != hole->len)
+                    return dbr__fail(DBR_E_ARG, "feature '%s': zero-copy slot mismatch "
+                                     "(a libdbr bug; please report it)", f->key);
             } else if (!append(o, v.p, len) || !push_length(o, len)) {
                 return dbr__fail(DBR_E_NOMEM, "feature '%s': out of memory", f->key);
             }
@@ -456,7 +460,7 @@ static int set_count(dbr_feature_out *o, size_t n, size_t index, int64_t count)
 
 /* One feature of one record into slot `index` of its output. */
 static int decode_feature(const spec_feature *f, const found *w, size_t index, size_t n,
-                          dbr_feature_out *o)
+                          dbr_feature_out *o, const dbr__hole *hole)
 {
     size_t count = 0;
     int rc;
@@ -474,7 +478,7 @@ static int decode_feature(const spec_feature *f, const found *w, size_t index, s
             return DBR_OK;
         }
         rc = decode_values(f, w->msg, dst, f->dtype == DBR_DTYPE_UINT8 ? bytes : f->inner, o,
-                           &count);
+                           &count, hole);
         if (rc != DBR_OK)
             return rc;
         if (count != (f->dtype == DBR_DTYPE_UINT8 ? 1 : f->inner))
@@ -505,7 +509,7 @@ static int decode_feature(const spec_feature *f, const found *w, size_t index, s
             }
             if (!sub_message(&fl, &step))
                 return dbr__fail(DBR_E_CORRUPT, "feature list '%s': truncated step", f->key);
-            if ((rc = decode_values(f, step, NULL, 0, o, &count)) != DBR_OK)
+            if ((rc = decode_values(f, step, NULL, 0, o, &count, NULL)) != DBR_OK)
                 return rc;
             if (count != f->inner)
                 return dbr__fail(DBR_E_ARG, "feature list '%s': a step has %zu values, the "
@@ -515,7 +519,7 @@ static int decode_feature(const spec_feature *f, const found *w, size_t index, s
         if (r < 0)
             return dbr__fail(DBR_E_CORRUPT, "feature list '%s': malformed", f->key);
     } else {
-        if ((rc = decode_values(f, w->msg, NULL, 0, o, &count)) != DBR_OK)
+        if ((rc = decode_values(f, w->msg, NULL, 0, o, &count, NULL)) != DBR_OK)
             return rc;
         if (f->kind == DBR_FEATURE_FIXED && count != f->inner)
             return dbr__fail(DBR_E_ARG, "feature '%s': %zu %s values, the shape needs %zu",
@@ -531,7 +535,7 @@ static int decode_feature(const spec_feature *f, const found *w, size_t index, s
 }
 
 int dbr__example_parse_one(const dbr_example_parser *p, const void *rec, size_t len,
-                           size_t index, size_t n, dbr_feature_out *outs)
+                           size_t index, size_t n, dbr_feature_out *outs, const dbr__hole *hole)
 {
     found local[16];
     found *where = p->count <= 16 ? local : calloc(p->count, sizeof *where);
@@ -540,10 +544,176 @@ int dbr__example_parse_one(const dbr_example_parser *p, const void *rec, size_t 
     memset(where, 0, p->count * sizeof *where);
     int rc = scan_record(p, rec, len, where);
     for (size_t i = 0; rc == DBR_OK && i < p->count; i++)
-        rc = decode_feature(&p->f[i], &where[i], index, n, &outs[i]);
+        rc = decode_feature(&p->f[i], &where[i], index, n, &outs[i], hole);
     if (where != local)
         free(where);
     return rc;
+}
+
+/* ---- zero-copy reads: finding a uint8 value before the record is read ----
+ *
+ * A reader that has only the first `avail` bytes of a record can still
+ * learn where a large uint8 value lies, and read it from the file straight
+ * into its output slot (tfrecord.c).  The walk below takes exactly the path
+ * the parser takes (Example -> features -> map entry -> Feature ->
+ * bytes_list -> value), from the first byte, so the value it finds is one
+ * the parser reaches only through that value's own memcpy: the parser never
+ * reads the value's bytes as tags.  Anything it cannot see within `avail`
+ * bytes ends the search (the caller then reads the record whole). */
+
+/* next_field, varint lengths and skips that never read at or past limit. */
+static int peek_field(cur *c, const unsigned char *limit, uint32_t *field, uint32_t *wt)
+{
+    cur t = {c->p, c->end < limit ? c->end : limit};
+    if (next_field(&t, field, wt) <= 0)
+        return 0;
+    c->p = t.p;
+    return 1;
+}
+
+static int peek_sub(cur *c, const unsigned char *limit, cur *sub)
+{
+    cur t = {c->p, c->end < limit ? c->end : limit};
+    uint64_t n;
+    if (!varint(&t, &n) || n > (uint64_t)(c->end - t.p))
+        return 0;
+    sub->p = t.p;
+    sub->end = t.p + n;
+    c->p = sub->end;
+    return 1;
+}
+
+static int peek_skip(cur *c, const unsigned char *limit, uint32_t wt)
+{
+    cur t = {c->p, c->end < limit ? c->end : limit}, s;
+    switch (wt) {
+    case 0: {
+        uint64_t v;
+        if (!varint(&t, &v))
+            return 0;
+        c->p = t.p;
+        return 1;
+    }
+    case 1:
+    case 5: {
+        size_t w = wt == 1 ? 8 : 4;
+        if ((size_t)(c->end - c->p) < w)
+            return 0;
+        c->p += w;
+        return 1;
+    }
+    case 2: return peek_sub(c, limit, &s);
+    default: return 0;
+    }
+}
+
+/* The offset in a Feature message of its first bytes value of want bytes. */
+static const unsigned char *find_in_feature(cur feat, const unsigned char *limit, size_t want)
+{
+    uint32_t field, wt;
+    while (feat.p < feat.end) {
+        cur list;
+        if (!peek_field(&feat, limit, &field, &wt))
+            return NULL;
+        if (field != 1 || wt != 2) {
+            if (!peek_skip(&feat, limit, wt))
+                return NULL;
+            continue;
+        }
+        if (!peek_sub(&feat, limit, &list))
+            return NULL;
+        while (list.p < list.end) {
+            cur v;
+            if (!peek_field(&list, limit, &field, &wt))
+                return NULL;
+            if (field != 1 || wt != 2) {
+                if (!peek_skip(&list, limit, wt))
+                    return NULL;
+                continue;
+            }
+            if (!peek_sub(&list, limit, &v))
+                return NULL;
+            return (size_t)(v.end - v.p) == want ? v.p : NULL;
+        }
+    }
+    return NULL;
+}
+
+int dbr__example_find_uint8(const dbr_example_parser *p, const unsigned char *rec,
+                            size_t avail, size_t len, size_t min_len, size_t *feature,
+                            size_t *offset)
+{
+    if (p->sequence || avail > len)
+        return 0;
+    const unsigned char *limit = rec + avail;
+    cur top = {rec, rec + len};
+    uint32_t field, wt;
+    while (top.p < top.end) {
+        cur map;
+        if (!peek_field(&top, limit, &field, &wt))
+            return 0;
+        if (field != 1 || wt != 2) {
+            if (!peek_skip(&top, limit, wt))
+                return 0;
+            continue;
+        }
+        if (!peek_sub(&top, limit, &map))
+            return 0;
+        while (map.p < map.end) {
+            cur entry, key = {NULL, NULL};
+            if (!peek_field(&map, limit, &field, &wt))
+                return 0;
+            if (field != 1 || wt != 2) {
+                if (!peek_skip(&map, limit, wt))
+                    return 0;
+                continue;
+            }
+            if (!peek_sub(&map, limit, &entry))
+                return 0;
+            while (entry.p < entry.end) {
+                cur sub;
+                if (!peek_field(&entry, limit, &field, &wt))
+                    return 0;
+                if (wt != 2 || (field != 1 && field != 2)) {
+                    if (!peek_skip(&entry, limit, wt))
+                        return 0;
+                    continue;
+                }
+                if (!peek_sub(&entry, limit, &sub))
+                    return 0;
+                if (field == 1) {
+                    if (sub.end > limit)
+                        return 0;
+                    key = sub;
+                    continue;
+                }
+                for (size_t i = 0; key.p && i < p->count; i++) {
+                    const spec_feature *f = &p->f[i];
+                    if (f->dtype != DBR_DTYPE_UINT8 || f->kind != DBR_FEATURE_FIXED ||
+                        f->in_lists || f->inner < min_len || f->key_len != (size_t)(key.end - key.p) ||
+                        memcmp(f->key, key.p, f->key_len))
+                        continue;
+                    const unsigned char *v = find_in_feature(sub, limit, f->inner);
+                    if (!v)
+                        return 0;
+                    *feature = i;
+                    *offset = (size_t)(v - rec);
+                    return 1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+unsigned char *dbr__example_slot(const dbr_example_parser *p, size_t feature, size_t index,
+                                 size_t n, const dbr_feature_out *outs, size_t *bytes)
+{
+    const spec_feature *f = &p->f[feature];
+    *bytes = f->inner * elem_size(f->dtype);
+    if (!is_direct(f) || !outs[feature].dst || index >= n || outs[feature].dst_cap < n * *bytes)
+        return NULL;
+    return (unsigned char *)outs[feature].dst + index * *bytes;
 }
 
 /* ---- batches ---- */
@@ -576,7 +746,7 @@ void dbr__batch_note_failure(int *lock, int *rc_slot, size_t *failed, char *msg,
 static void parse_item(void *ctx, size_t i)
 {
     batch *b = ctx;
-    int rc = dbr__example_parse_one(b->p, b->records[i], b->lens[i], i, b->n, b->outs);
+    int rc = dbr__example_parse_one(b->p, b->records[i], b->lens[i], i, b->n, b->outs, NULL);
     if (rc != DBR_OK)
         dbr__batch_note_failure(&b->lock, &b->rc, &b->failed, b->msg, sizeof b->msg, rc, i);
 }

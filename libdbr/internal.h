@@ -130,9 +130,30 @@ int dbr__tfrecord_check_data(const unsigned char *data, uint64_t len, const char
 int dbr__tfrecord_frame_at(const dbr_file *file, uint64_t offset, uint64_t frame_len,
                            unsigned char *dst, int verify);
 
-/* Parses one record into slot index of a batch of n. */
+/* Bytes [start, start + len) of a record being parsed that were never read
+ * into it: they were read straight into dst, the output slot of a uint8
+ * feature, so the parser skips that copy (tfrecord.c's zero-copy reads). */
+typedef struct dbr__hole {
+    const unsigned char *start;
+    size_t len;
+    const unsigned char *dst;
+} dbr__hole;
+
+/* Parses one record into slot index of a batch of n; hole may be NULL. */
 int dbr__example_parse_one(const dbr_example_parser *p, const void *rec, size_t len,
-                           size_t index, size_t n, dbr_feature_out *outs);
+                           size_t index, size_t n, dbr_feature_out *outs, const dbr__hole *hole);
+/* From the first avail bytes of a record of len bytes (an Example), finds
+ * the bytes value of a fixed uint8 feature (of at least min_len bytes) that
+ * the parser reads only to copy it into that feature's slot: 1 with the
+ * feature index and the value's offset in the record, 0 if none is visible
+ * in those bytes. */
+int dbr__example_find_uint8(const dbr_example_parser *p, const unsigned char *rec,
+                            size_t avail, size_t len, size_t min_len, size_t *feature,
+                            size_t *offset);
+/* Output slot (*bytes long) of feature for record index of n; NULL if outs
+ * cannot take it (the parser then reports why). */
+unsigned char *dbr__example_slot(const dbr_example_parser *p, size_t feature, size_t index,
+                                 size_t n, const dbr_feature_out *outs, size_t *bytes);
 /* 1 if every feature writes straight into dst (batches may fan out). */
 int dbr__example_all_direct(const dbr_example_parser *p);
 /* Keeps the failure of the lowest item index of a parallel batch. */

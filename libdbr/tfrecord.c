@@ -10,14 +10,19 @@
  * only the file and is safe from any thread. */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <zlib.h>
 
 #define HEADER 12
 #define FOOTER 4
 #define CHUNK (1u << 20) /* bytes per pread / inflate step */
 #define DEFAULT_MAX_RECORD ((uint64_t)1 << 30)
+#define PREFIX 1024               /* bytes read first to find a large uint8 value */
+#define MIN_SPLIT (16u << 10)     /* smaller values are copied: not worth a split */
+#define MAX_SCRATCH 64            /* most threads reading one batch at once */
 
 struct dbr_tfrecord_reader {
     const dbr_file *file;
@@ -260,20 +265,46 @@ int dbr_tfrecord_reader_next(dbr_tfrecord_reader *r, const void **data, size_t *
 
 uint64_t dbr_tfrecord_reader_tell(const dbr_tfrecord_reader *r) { return r ? r->pos : 0; }
 
-int dbr__tfrecord_frame_at(const dbr_file *file, uint64_t offset, uint64_t frame_len,
-                           unsigned char *dst, int verify)
+/* preadv until every iovec is full, retrying EINTR and short reads; *got
+ * receives the bytes read (less only at end of file). */
+static int preadv_full(int fd, struct iovec *iov, int count, uint64_t offset, size_t *got,
+                       const char *path)
 {
-    const char *path = dbr_file_path(file);
-    size_t got;
-    int rc = dbr_file_pread(file, dst, (size_t)frame_len, offset, &got);
-    if (rc != DBR_OK)
-        return rc;
+    *got = 0;
+    while (count > 0) {
+        ssize_t r = preadv(fd, iov, count, (off_t)offset);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return dbr__fail_errno(errno, "reading", path);
+        }
+        if (r == 0)
+            return DBR_OK;
+        *got += (size_t)r;
+        offset += (uint64_t)r;
+        while (count > 0 && (size_t)r >= iov->iov_len) {
+            r -= (ssize_t)iov->iov_len;
+            iov++;
+            count--;
+        }
+        if (count > 0) {
+            iov->iov_base = (char *)iov->iov_base + r;
+            iov->iov_len -= (size_t)r;
+        }
+    }
+    return DBR_OK;
+}
+
+/* Checks the header of a frame read into buf against the index's length. */
+static int check_frame(const unsigned char *buf, size_t got, const char *path, uint64_t offset,
+                       uint64_t frame_len)
+{
     if (got < frame_len || frame_len < HEADER + FOOTER)
         return dbr__fail(DBR_E_CORRUPT, "TFRecord '%s': the record at offset %llu is truncated "
                          "(%zu of %llu bytes; is the index stale?)", path,
                          (unsigned long long)offset, got, (unsigned long long)frame_len);
     uint64_t n = 0;
-    rc = dbr__tfrecord_check_header(dst, path, offset, &n);
+    int rc = dbr__tfrecord_check_header(buf, path, offset, &n);
     if (rc != DBR_OK)
         return rc;
     if (n != frame_len - HEADER - FOOTER)
@@ -281,6 +312,20 @@ int dbr__tfrecord_frame_at(const dbr_file *file, uint64_t offset, uint64_t frame
                          "bytes, but the index says %llu (rebuild the index)", path,
                          (unsigned long long)offset, (unsigned long long)n,
                          (unsigned long long)(frame_len - HEADER - FOOTER));
+    return DBR_OK;
+}
+
+int dbr__tfrecord_frame_at(const dbr_file *file, uint64_t offset, uint64_t frame_len,
+                           unsigned char *dst, int verify)
+{
+    const char *path = dbr_file_path(file);
+    size_t got;
+    int rc = dbr_file_pread(file, dst, (size_t)frame_len, offset, &got);
+    if (rc == DBR_OK)
+        rc = check_frame(dst, got, path, offset, frame_len);
+    if (rc != DBR_OK)
+        return rc;
+    uint64_t n = frame_len - HEADER - FOOTER;
     return verify ? dbr__tfrecord_check_data(dst + HEADER, n, path, offset) : DBR_OK;
 }
 
@@ -400,6 +445,13 @@ int dbr_tfrecord_index(const dbr_file *file, int compression, int verify_crc,
 
 /* ---- reading and parsing a batch of indexed records ---- */
 
+/* A buffer that one item at a time holds (busy is taken atomically). */
+typedef struct scratch {
+    unsigned char *data;
+    size_t cap;
+    int busy;
+} scratch;
+
 typedef struct parse_batch {
     const dbr_example_parser *p;
     const dbr_file *const *files;
@@ -410,32 +462,122 @@ typedef struct parse_batch {
     int rc, lock;
     size_t failed;
     char msg[768];
+    /* Frame buffers, one per thread that can run at once, kept for the
+     * whole batch: a fresh buffer per record would be fresh pages per
+     * record, each faulted in by the kernel. */
+    scratch bufs[MAX_SCRATCH];
 } parse_batch;
+
+static scratch *take_scratch(parse_batch *b)
+{
+    for (;;) /* fewer items run at once than there are buffers: one is free */
+        for (size_t k = 0; k < MAX_SCRATCH; k++)
+            if (!__atomic_exchange_n(&b->bufs[k].busy, 1, __ATOMIC_ACQUIRE))
+                return &b->bufs[k];
+}
+
+/* Reads a frame into buf (frame_len bytes, allocated), with the bytes of
+ * one large uint8 value read by the kernel straight into their output slot
+ * rather than into buf: the copy out of the page cache is then the only
+ * copy, and the CRC runs over the slot while it is still in cache.  buf's
+ * bytes under the value stay unread; *hole says where they are.  Returns 0
+ * (and reads nothing) when the record does not qualify: too small, not a
+ * plain file, or no such value within its first PREFIX bytes. */
+static int read_split(parse_batch *b, size_t i, unsigned char *buf, dbr__hole *hole, int *rc)
+{
+    const dbr_file *file = b->files[i];
+    const char *path = dbr_file_path(file);
+    uint64_t offset = b->offsets[i], frame = b->frame_lens[i], base;
+    int fd = dbr__file_fd(file, &base);
+    size_t got, k, at;
+    if (fd < 0 || frame < PREFIX + MIN_SPLIT || offset > dbr_file_size(file) - frame)
+        return 0;
+    if ((*rc = dbr_file_pread(file, buf, PREFIX, offset, &got)) != DBR_OK)
+        return 1;
+    if (got < PREFIX ||
+        !dbr__example_find_uint8(b->p, buf + HEADER, PREFIX - HEADER, (size_t)frame - HEADER - FOOTER,
+                                 MIN_SPLIT, &k, &at))
+        return 0;
+    size_t len; /* the value fills its slot exactly */
+    unsigned char *slot = dbr__example_slot(b->p, k, i, b->n, b->outs, &len);
+    if (!slot)
+        return 0;
+    if ((*rc = check_frame(buf, (size_t)frame, path, offset, frame)) != DBR_OK)
+        return 1;
+    /* Frame positions: [0, PREFIX) is read; the value is [v, v + len). */
+    size_t v = HEADER + at, done = 0;
+    struct iovec iov[3];
+    int count = 0;
+    if (v > PREFIX) {
+        iov[count].iov_base = buf + PREFIX;
+        iov[count++].iov_len = v - PREFIX;
+    } else {
+        done = PREFIX - v; /* the value's first bytes came with the prefix */
+        memcpy(slot, buf + v, done);
+    }
+    iov[count].iov_base = slot + done;
+    iov[count++].iov_len = len - done;
+    iov[count].iov_base = buf + v + len;
+    iov[count++].iov_len = (size_t)frame - v - len;
+    /* Either way the rest of the frame starts right after the prefix. */
+    if ((*rc = preadv_full(fd, iov, count, base + offset + PREFIX, &got, path)) != DBR_OK)
+        return 1;
+    if (got < (size_t)frame - PREFIX) {
+        *rc = check_frame(buf, PREFIX + got, path, offset, frame);
+        return 1;
+    }
+    if (b->verify) {
+        uint64_t n = frame - HEADER - FOOTER;
+        uint32_t crc = dbr_crc32c(0, buf + HEADER, v - HEADER);
+        crc = dbr_crc32c(crc, slot, len);
+        crc = dbr_crc32c(crc, buf + v + len, (size_t)n - (v - HEADER) - len);
+        if (dbr_crc32c_mask(crc) != le32(buf + HEADER + n)) {
+            *rc = dbr__fail(DBR_E_CORRUPT, "TFRecord '%s': the data of the record at offset "
+                            "%llu (%llu bytes) fails its CRC-32C", path,
+                            (unsigned long long)offset, (unsigned long long)n);
+            return 1;
+        }
+    }
+    hole->start = buf + v;
+    hole->len = len;
+    hole->dst = slot;
+    return 1;
+}
 
 static void read_parse_item(void *ctx, size_t i)
 {
     parse_batch *b = ctx;
     const dbr_file *file = b->files[i];
     uint64_t frame = b->frame_lens[i];
-    int rc;
-    unsigned char *buf = NULL;
-    if (frame > dbr_file_size(file) || frame < HEADER + FOOTER)
+    int rc = DBR_OK;
+    scratch *sc = take_scratch(b);
+    dbr__hole hole = {NULL, 0, NULL};
+    if (frame > dbr_file_size(file) || frame < HEADER + FOOTER) {
         rc = dbr__fail(DBR_E_CORRUPT, "TFRecord '%s': the index gives the record at offset %llu "
                        "a length of %llu bytes, impossible for this file (rebuild the index)",
                        dbr_file_path(file), (unsigned long long)b->offsets[i],
                        (unsigned long long)frame);
-    else if (!(buf = malloc((size_t)frame)))
-        rc = dbr__fail(DBR_E_NOMEM, "out of memory reading a %llu-byte record",
-                       (unsigned long long)frame);
-    else if ((rc = dbr__tfrecord_frame_at(file, b->offsets[i], frame, buf, b->verify)) == DBR_OK &&
-             (rc = dbr__example_parse_one(b->p, buf + HEADER, (size_t)frame - HEADER - FOOTER, i,
-                                          b->n, b->outs)) != DBR_OK) {
+    } else if (sc->cap < frame) {
+        free(sc->data);
+        sc->cap = 0;
+        if (!(sc->data = malloc((size_t)frame)))
+            rc = dbr__fail(DBR_E_NOMEM, "out of memory reading a %llu-byte record",
+                           (unsigned long long)frame);
+        else
+            sc->cap = (size_t)frame;
+    }
+    unsigned char *buf = sc->data;
+    if (rc == DBR_OK && !read_split(b, i, buf, &hole, &rc))
+        rc = dbr__tfrecord_frame_at(file, b->offsets[i], frame, buf, b->verify);
+    if (rc == DBR_OK &&
+        (rc = dbr__example_parse_one(b->p, buf + HEADER, (size_t)frame - HEADER - FOOTER, i,
+                                     b->n, b->outs, hole.start ? &hole : NULL)) != DBR_OK) {
         char detail[512];
         dbr__copy_last_error(detail, sizeof detail);
         rc = dbr__fail(rc, "TFRecord '%s', record at offset %llu: %s", dbr_file_path(file),
                        (unsigned long long)b->offsets[i], detail);
     }
-    free(buf);
+    __atomic_store_n(&sc->busy, 0, __ATOMIC_RELEASE);
     if (rc != DBR_OK)
         dbr__batch_note_failure(&b->lock, &b->rc, &b->failed, b->msg, sizeof b->msg, rc, i);
 }
@@ -449,14 +591,19 @@ int dbr_tfrecord_parse_at(const dbr_example_parser *parser, const dbr_file *cons
     for (size_t i = 0; i < n; i++)
         if (!files[i])
             return dbr__fail(DBR_E_ARG, "dbr_tfrecord_parse_at: file %zu is NULL", i);
-    parse_batch b = {parser, files, offsets, frame_lengths, n, verify_crc, outs, DBR_OK, 0, 0, {0}};
+    parse_batch batch = {parser, files, offsets, frame_lengths, n, verify_crc, outs, DBR_OK, 0,
+                         0, {0}, {{NULL, 0, 0}}}, *b = &batch;
+    if (threads <= 0)
+        threads = dbr__cpu_count();
+    if (threads > MAX_SCRATCH)
+        threads = MAX_SCRATCH;
     if (threads != 1 && n > 1 && dbr__example_all_direct(parser)) {
-        dbr__parallel_for(n, threads, read_parse_item, &b);
+        dbr__parallel_for(n, threads, read_parse_item, b);
     } else {
-        for (size_t i = 0; i < n && b.rc == DBR_OK; i++)
-            read_parse_item(&b, i);
+        for (size_t i = 0; i < n && b->rc == DBR_OK; i++)
+            read_parse_item(b, i);
     }
-    if (b.rc != DBR_OK)
-        return dbr__fail(b.rc, "%s", b.msg);
-    return DBR_OK;
+    for (size_t k = 0; k < MAX_SCRATCH; k++)
+        free(b->bufs[k].data);
+    return b->rc == DBR_OK ? DBR_OK : dbr__fail(b->rc, "%s", b->msg);
 }

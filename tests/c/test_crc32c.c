@@ -27,6 +27,10 @@ int main(void)
     for (size_t a = 0; a < 8; a++)
         for (size_t k = 0; k < sizeof lens / sizeof *lens; k++)
             CHECK(dbr_crc32c(0, buf + a, lens[k]) == dbr__crc32c_sw(0, buf + a, lens[k]));
+    /* Around the threshold and the 256-byte step of the folding path. */
+    for (size_t len = 1000; len < 1800; len += 3)
+        CHECK(dbr_crc32c(0x1234567u, buf + len % 8, len) ==
+              dbr__crc32c_sw(0x1234567u, buf + len % 8, len));
     /* Extending in pieces equals one pass. */
     uint32_t whole = dbr_crc32c(0, buf, big);
     CHECK(dbr_crc32c(dbr_crc32c(0, buf, 1000), buf + 1000, big - 1000) == whole);

@@ -170,5 +170,11 @@ int main(void)
     free(pairs);
     unlink(path);
     rmdir(dir);
+    /* The shuffle pinned in tests/python (dareblopy.permutation(8, 7, 3)). */
+    int64_t perm[8], pinned[8] = {6, 1, 2, 5, 3, 7, 0, 4};
+    CHECK_RC(dbr_permutation(8, 7, 3, perm), DBR_OK);
+    CHECK(memcmp(perm, pinned, sizeof perm) == 0);
+    CHECK_RC(dbr_permutation(0, 7, 3, NULL), DBR_OK);
+    CHECK_RC(dbr_permutation(3, 7, 3, NULL), DBR_E_ARG);
     return check_report("test_tfrecord");
 }

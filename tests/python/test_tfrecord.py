@@ -307,6 +307,16 @@ def test_permutation_is_pinned():
 PINNED = [6, 1, 2, 5, 3, 7, 0, 4]  # regression pin: changing it reorders every dataset
 
 
+@pytest.mark.parametrize("n,seed,epoch", [(0, 1, 2), (1, 3, 4), (2, 0, 0), (10, 42, 0),
+                                          (1000, -5, 7), (4097, 2**70 + 3, -1), (8, 7, 3),
+                                          (30000, 123456789, 2**63)])
+def test_c_permutation_equals_python_definition(n, seed, epoch):
+    from dareblopy._shuffle import permutation_reference
+    got = db.permutation(n, seed, epoch)
+    assert got.dtype == np.int64 and got.shape == (n,)
+    assert got.tolist() == permutation_reference(n, seed, epoch).tolist()
+
+
 def test_splitmix64_reference_value():
     from dareblopy._shuffle import SplitMix64
     # The reference SplitMix64 from state 0 starts with 0xe220a8397b1dcdaf.
