@@ -7,6 +7,7 @@ runs and prints ratios, because absolute times on shared machines are noise.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import statistics
@@ -81,18 +82,8 @@ def run_legacy(code: str, timeout: float = 600) -> Optional[dict]:
 
 
 # The same median timer, for code that runs under the legacy interpreter.
-TIMING_PRELUDE = '''
-import json, statistics, time
-def median_time(fn, repeats=15, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-'''
+TIMING_PRELUDE = ("import json, statistics, time\nfrom typing import Callable\n"
+                  + inspect.getsource(median_time))
 
 
 # Every table printed in this process, for run_all.py's charts.
