@@ -34,6 +34,7 @@ typedef struct taps {
     int *first;    /* [out]                                          */
     int *count;    /* [out]: weights used, first + count <= in       */
     int32_t *w;    /* [out * n]                                      */
+    int32_t *pair; /* [out * n / 2]: w[2j] | w[2j + 1] << 16, for pmaddwd */
 } taps;
 
 struct dbr__resizer {
@@ -92,6 +93,16 @@ static void make_taps(taps *t, double *tmp, int in, int out, double x0, double l
             tmp[x - lo] = w;
             sum += w;
         }
+        /* Zero weights at the ends would only cost multiplications. */
+        int k0 = 0, k1 = hi - lo;
+        while (k0 < k1 && tmp[k0] <= 0)
+            k0++;
+        while (k1 > k0 && tmp[k1 - 1] <= 0)
+            k1--;
+        if (k0 > 0)
+            memmove(tmp, tmp + k0, sizeof *tmp * (size_t)(k1 - k0));
+        hi = lo + k1;
+        lo += k0;
         if (sum <= 0) { /* footprint between samples: nearest pixel */
             lo = (int)center < in ? (int)center : in - 1;
             if (lo < 0)
@@ -110,6 +121,12 @@ static void make_taps(taps *t, double *tmp, int in, int out, double x0, double l
                 big = k;
         }
         w[big] += one - total;
+        for (int k = hi - lo; k < t->n; k++)
+            w[k] = 0;
+        if (t->pair)
+            for (int k = 0; k + 1 < t->n; k += 2)
+                t->pair[((size_t)slot * t->n + k) / 2] =
+                    (int32_t)((uint32_t)w[k] | (uint32_t)w[k + 1] << 16);
         t->first[slot] = lo;
         t->count[slot] = hi - lo;
     }
@@ -121,7 +138,8 @@ static int tap_slots(int in, int out, double len, int interp)
     double support = interp == DBR_INTERP_AREA && scale > 1.0 ? scale / 2
                      : scale > 1.0 ? scale : 1.0;
     int n = (int)ceil(2 * support) + 2;
-    return n < in ? n : in;
+    n = n < in ? n : in;
+    return (n + 1) & ~1; /* even, for the weight pairs */
 }
 
 /* Carves n items of size bytes, 16-aligned, from *at. */
@@ -143,7 +161,7 @@ int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw, 
     /* One allocation for everything: a few rows and the weight tables. */
     size_t bytes = sizeof(dbr__resizer) + 16 * 13 +
                    ((size_t)dw + dh) * 2 * sizeof(int) +
-                   ((size_t)dw * hn + (size_t)dh * vn) * sizeof(int32_t) +
+                   ((size_t)dw * hn * 3 / 2 + (size_t)dh * vn) * sizeof(int32_t) +
                    ((size_t)vn + 2) * row_bytes + (size_t)widest * sizeof(double) +
                    (size_t)vn * sizeof(unsigned char *) + 16;
     unsigned char *mem = malloc(bytes);
@@ -158,6 +176,7 @@ int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw, 
     r->h.first = carve(&at, dw, sizeof(int));
     r->h.count = carve(&at, dw, sizeof(int));
     r->h.w = carve(&at, (size_t)dw * hn, sizeof(int32_t));
+    r->h.pair = carve(&at, (size_t)dw * hn / 2, sizeof(int32_t));
     r->v.first = carve(&at, dh, sizeof(int));
     r->v.count = carve(&at, dh, sizeof(int));
     r->v.w = carve(&at, (size_t)dh * vn, sizeof(int32_t));
@@ -257,22 +276,19 @@ static void hpass(const unsigned char *row, unsigned char *o, const taps *h, uin
     if (ch >= 3) { /* a pixel is one 4-byte load (rows have slack after them) */
         const __m128i zero = _mm_setzero_si128(), half = _mm_set1_epi32(1 << (BITS - 1));
         for (uint32_t x = 0; x < dw; x++, o += ch) {
-            const int32_t *w = h->w + (size_t)x * h->n;
+            const int32_t *w = h->pair + (size_t)x * h->n / 2;
             const unsigned char *p = row + (size_t)h->first[x] * ch;
-            int n = h->count[x];
             __m128i acc = half;
-            for (int k = 0; k < n; k += 2, p += 2 * ch) {
-                int second = k + 1 < n;
-                uint32_t a, b = 0;
+            /* An odd count reads one pixel past its taps, with weight 0. */
+            for (int j = 0, n = (h->count[x] + 1) / 2; j < n; j++, p += 2 * ch) {
+                uint32_t a, b;
                 memcpy(&a, p, 4);
-                if (second)
-                    memcpy(&b, p + ch, 4);
+                memcpy(&b, p + ch, 4);
                 /* (c0 of a, c0 of b, c1 of a, ...) times (w0, w1) pairs */
                 __m128i pa = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)a), zero);
                 __m128i pb = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)b), zero);
-                __m128i wk = _mm_set1_epi32((int32_t)(((uint32_t)(second ? w[k + 1] : 0) << 16) |
-                                                      (uint32_t)w[k]));
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi16(pa, pb), wk));
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi16(pa, pb),
+                                                        _mm_set1_epi32(w[j])));
             }
             __m128i v = _mm_srai_epi32(acc, BITS);
             v = _mm_packs_epi32(v, v);
