@@ -179,11 +179,17 @@ typedef struct dbr__jpeg_plan_t {
 int dbr__jpeg_plan(const void *src, size_t len, const dbr_jpeg_options *opts,
                    dbr__jpeg_plan_t *plan);
 
-/* Decodes per plan into dst (pitch already resolved and cap checked). */
+/* Where region row y goes; NULL once no more rows are wanted. */
+typedef unsigned char *(*dbr__row_sink)(void *ctx, uint32_t y);
+
+/* Decodes per plan into dst (pitch already resolved and cap checked), or,
+ * when sink is set (orientation 1 only), into the rows it hands out, in
+ * order, stopping early when it returns NULL. */
 int dbr__jpeg_decode_planned(const void *src, size_t len,
                              const dbr_jpeg_options *opts,
                              const dbr__jpeg_plan_t *plan, void *dst,
-                             size_t pitch, uint32_t *warnings);
+                             size_t pitch, dbr__row_sink sink, void *sink_ctx,
+                             uint32_t *warnings);
 
 /* ceil(side * eighths / 8): libjpeg's size for a scale of eighths/8. */
 uint32_t dbr__jpeg_scaled(uint32_t side, int eighths);
@@ -196,5 +202,16 @@ int dbr__resize(const unsigned char *src, uint32_t sw, uint32_t sh,
                 size_t spitch, double bx, double by, double bw, double bh,
                 unsigned char *dst, uint32_t dw, uint32_t dh, size_t dpitch,
                 int ch, int interp, int flip);
+
+/* The same, streaming: source rows 0, 1, ... of the sw x sh region are
+ * written into the buffers dbr__resizer_row hands out (NULL: no more rows
+ * needed), then dbr__resizer_finish writes the last output rows. */
+typedef struct dbr__resizer dbr__resizer;
+int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw,
+                     double bh, unsigned char *dst, uint32_t dw, uint32_t dh,
+                     size_t dpitch, int ch, int interp, int flip, dbr__resizer **out);
+unsigned char *dbr__resizer_row(dbr__resizer *r, uint32_t y);
+void dbr__resizer_finish(dbr__resizer *r);
+void dbr__resizer_free(dbr__resizer *r);
 
 #endif /* DBR_INTERNAL_H */

@@ -206,7 +206,7 @@ static unsigned char *row_target(const dbr__jpeg_plan_t *pl, uint32_t r,
  * crosses is a local of this function. */
 static int run(decoder *dec, const unsigned char *src, size_t len,
                const dbr_jpeg_options *o, const dbr__jpeg_plan_t *pl,
-               unsigned char *dst, size_t pitch)
+               unsigned char *dst, size_t pitch, dbr__row_sink sink, void *sink_ctx)
 {
     struct jpeg_decompress_struct *d = &dec->d;
     d->err = jpeg_std_error(&dec->err);
@@ -267,7 +267,23 @@ static int run(decoder *dec, const unsigned char *src, size_t len,
         longjmp(dec->jmp, 1);
     }
     int direct = !cmyk && pl->orientation == 1 && xoff == pl->roi_x && width == pl->roi_w;
-    if (direct) {
+    if (sink) { /* one row at a time, so the sink may reuse its buffers */
+        int in_ch = d->output_components;
+        JSAMPARRAY buf = direct ? NULL
+                                : (*d->mem->alloc_sarray)((j_common_ptr)d, JPOOL_IMAGE,
+                                                          width * (JDIMENSION)in_ch, 1);
+        const unsigned char *first = direct ? NULL : buf[0] + (size_t)(pl->roi_x - xoff) * in_ch;
+        unsigned char *to;
+        for (uint32_t r = 0; r < pl->roi_h && (to = sink(sink_ctx, r)) != NULL; r++) {
+            JSAMPROW row = direct ? to : buf[0];
+            if (jpeg_read_scanlines(d, &row, 1) != 1) {
+                snprintf(dec->msg, sizeof dec->msg, "no rows decoded");
+                longjmp(dec->jmp, 1);
+            }
+            if (!direct)
+                store_row(first, pl->roi_w, to, pl->channels, cmyk, o->format, pl->channels);
+        }
+    } else if (direct) {
         JSAMPROW rows[16];
         for (uint32_t done = 0; done < pl->roi_h;) {
             uint32_t n = pl->roi_h - done < 16 ? pl->roi_h - done : 16;
@@ -338,7 +354,7 @@ int dbr_jpeg_output_size(const void *src, size_t len, const dbr_jpeg_options *op
 
 int dbr__jpeg_decode_planned(const void *src, size_t len, const dbr_jpeg_options *o,
                              const dbr__jpeg_plan_t *pl, void *dst, size_t pitch,
-                             uint32_t *warnings)
+                             dbr__row_sink sink, void *sink_ctx, uint32_t *warnings)
 {
     decoder dec;
     dec.lenient = o->lenient;
@@ -346,7 +362,7 @@ int dbr__jpeg_decode_planned(const void *src, size_t len, const dbr_jpeg_options
     dec.warnings = 0;
     dec.limit_hit = 0;
     dec.msg[0] = '\0';
-    int rc = run(&dec, src, len, o, pl, dst, pitch);
+    int rc = run(&dec, src, len, o, pl, dst, pitch, sink, sink_ctx);
     *warnings = dec.warnings ? DBR_JPEG_WARN_CORRUPT : 0;
     if (rc == DBR_OK && dec.warnings)
         dbr__fail(DBR_OK, "JPEG (%zu bytes): recovered from corrupt data: %s", len, dec.msg);
@@ -373,5 +389,6 @@ int dbr_jpeg_decode(const void *src, size_t len, const dbr_jpeg_options *opts, v
     if (!dst || cap < need)
         return dbr__fail(DBR_E_TOO_SMALL, "decoding a %ux%u JPEG to %u channels needs %zu "
                          "bytes, got %zu", pl.out_w, pl.out_h, out->channels, need, cap);
-    return dbr__jpeg_decode_planned(src, len, opts, &pl, dst, pitch, &out->warnings);
+    return dbr__jpeg_decode_planned(src, len, opts, &pl, dst, pitch, NULL, NULL,
+                                    &out->warnings);
 }

@@ -154,6 +154,8 @@ static void flip_rows(unsigned char *dst, uint32_t w, uint32_t h, size_t pitch, 
     }
 }
 
+static unsigned char *sink_row(void *ctx, uint32_t y) { return dbr__resizer_row(ctx, y); }
+
 int dbr_jpeg_decode_crop(const void *src, size_t len, const dbr_jpeg_options *opts,
                          const dbr_jpeg_crop *crop, uint64_t index, void *dst,
                          size_t pitch, size_t cap, dbr_jpeg_result *out)
@@ -197,7 +199,8 @@ int dbr_jpeg_decode_crop(const void *src, size_t len, const dbr_jpeg_options *op
             return dbr__fail(DBR_E_ARG, "JPEG is %ux%u but %ux%u is expected (choose a "
                              "crop or resize mode for images of other sizes)", W, H,
                              crop->out_w, crop->out_h);
-        rc = dbr__jpeg_decode_planned(src, len, &o, &pl, dst, pitch, &out->warnings);
+        rc = dbr__jpeg_decode_planned(src, len, &o, &pl, dst, pitch, NULL, NULL,
+                                      &out->warnings);
         if (rc == DBR_OK && flip)
             flip_rows(dst, W, H, pitch, pl.channels);
         return rc;
@@ -227,12 +230,29 @@ int dbr_jpeg_decode_crop(const void *src, size_t len, const dbr_jpeg_options *op
     rc = dbr__jpeg_plan(src, len, &o, &pl);
     if (rc != DBR_OK)
         return rc;
+    if (pl.orientation == 1) {
+        /* Decoded rows stream into the resize: no region buffer, and the
+         * decode stops at the last row the filter reads. */
+        dbr__resizer *rs;
+        rc = dbr__resizer_new(pl.out_w, pl.out_h, x0 - rx0, y0 - ry0, bw, bh, dst,
+                              crop->out_w, crop->out_h, pitch, pl.channels, crop->interp,
+                              flip, &rs);
+        if (rc != DBR_OK)
+            return rc;
+        rc = dbr__jpeg_decode_planned(src, len, &o, &pl, NULL, 0, sink_row, rs,
+                                      &out->warnings);
+        if (rc == DBR_OK)
+            dbr__resizer_finish(rs);
+        dbr__resizer_free(rs);
+        return rc;
+    }
+    /* Rotated: stored rows are output columns, so decode the region first. */
     size_t tpitch = (size_t)pl.out_w * pl.channels;
     unsigned char *tmp = malloc(tpitch * pl.out_h);
     if (!tmp)
         return dbr__fail(DBR_E_NOMEM, "JPEG crop: out of memory for a %ux%u region",
                          pl.out_w, pl.out_h);
-    rc = dbr__jpeg_decode_planned(src, len, &o, &pl, tmp, tpitch, &out->warnings);
+    rc = dbr__jpeg_decode_planned(src, len, &o, &pl, tmp, tpitch, NULL, NULL, &out->warnings);
     if (rc == DBR_OK)
         rc = dbr__resize(tmp, pl.out_w, pl.out_h, tpitch, x0 - rx0, y0 - ry0, bw, bh, dst,
                          crop->out_w, crop->out_h, pitch, pl.channels, crop->interp, flip);

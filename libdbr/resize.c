@@ -1,27 +1,58 @@
 /* resize.c - resamples a box of an 8-bit interleaved image to a new size:
- * separable, horizontal pass then vertical, fixed-point weights.
+ * separable, fixed-point weights precomputed per output pixel, fed one
+ * source row at a time so a decoder can stream into it.
  *
  * Bilinear is a triangle filter widened by the shrink factor (antialiased,
  * the convention of Pillow and of torchvision with antialias=True); area
  * weighs each source pixel by its exact overlap with the output pixel's
  * footprint (OpenCV's INTER_AREA when shrinking; it falls back to bilinear
  * when enlarging, as OpenCV does).  The box may be fractional, so a crop
- * decoded at a DCT scale still maps to the exact region asked for. */
+ * decoded at a DCT scale still maps to the exact region asked for.
+ *
+ * The vertical pass runs first, on whole source rows held in a ring of as
+ * many rows as one output row reads, so an output row is produced as soon
+ * as its last source row arrives and memory stays a few rows.  It is SIMD
+ * (SSE2 pmaddwd on pairs of rows, 14-bit weights); the horizontal pass
+ * then turns that one row into the output row, mirrored if asked, with
+ * pmaddwd on pairs of pixels, all channels at once.  The scalar fallbacks
+ * do the same integer arithmetic, so every machine gives the same bytes. */
 #include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { PRECISION = 22 }; /* 255 * 2^22 * (sum of weights = 1) fits int32 */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
-/* For each output index: the first source index and `taps` weights. */
+enum { BITS = 14 }; /* weights fit int16 for pmaddwd; each output's sum to 1 << BITS */
+
+/* For each output index: the first source index and `count` weights. */
 typedef struct taps {
-    int n;         /* weights per output (the widest footprint)  */
-    int *first;    /* [out]                                      */
-    int *count;    /* [out]: weights used, first + count <= in   */
-    int32_t *w;    /* [out * n], zero-padded                     */
+    int n;         /* weight slots per output (the widest footprint) */
+    int *first;    /* [out]                                          */
+    int *count;    /* [out]: weights used, first + count <= in       */
+    int32_t *w;    /* [out * n]                                      */
+    int32_t *pair; /* [out * n / 2]: w[2j] | w[2j + 1] << 16, for pmaddwd */
 } taps;
+
+struct dbr__resizer {
+    taps h, v;
+    uint32_t dw, dh;
+    int ch;
+    size_t row_bytes;     /* one source row: sw * ch                      */
+    int y0, y1;           /* the source rows any output reads             */
+    int ring;             /* source rows kept: v.n                        */
+    unsigned char *rows;  /* [ring][row_bytes]                            */
+    unsigned char *vrow;  /* one vertically filtered row                  */
+    unsigned char *spare; /* where rows nobody reads go                   */
+    unsigned char **ptrs; /* [ring]: the rows of one output, in order      */
+    uint32_t next;        /* next output row                              */
+    unsigned char *dst;
+    size_t dpitch;
+    double *scratch;      /* weights in floating point, while building    */
+};
 
 static double triangle(double t)
 {
@@ -29,22 +60,17 @@ static double triangle(double t)
     return t < 1.0 ? 1.0 - t : 0.0;
 }
 
-/* Output i covers source [x0 + i * scale, x0 + (i + 1) * scale). */
-static int make_taps(taps *t, int in, int out, double x0, double len, int interp, int flip)
+/* Output i covers source [x0 + i * scale, x0 + (i + 1) * scale).  The
+ * integer weights of each output sum to exactly 1 << bits, so flat areas
+ * stay flat. */
+static void make_taps(taps *t, double *tmp, int in, int out, double x0, double len,
+                      int interp, int flip, int bits)
 {
     double scale = len / out;
     int area = interp == DBR_INTERP_AREA && scale > 1.0;
     double widen = scale > 1.0 ? scale : 1.0;
     double support = area ? scale / 2 : widen;
-    t->n = (int)ceil(2 * support) + 2;
-    t->first = malloc(sizeof *t->first * (size_t)out);
-    t->count = malloc(sizeof *t->count * (size_t)out);
-    t->w = calloc((size_t)out * (size_t)t->n, sizeof *t->w);
-    double *tmp = malloc(sizeof *tmp * (size_t)t->n);
-    if (!t->first || !t->count || !t->w || !tmp) {
-        free(tmp);
-        return dbr__fail(DBR_E_NOMEM, "resize: out of memory for %d x %d weights", out, t->n);
-    }
+    int32_t one = (int32_t)1 << bits;
     for (int i = 0; i < out; i++) {
         double center = x0 + (i + 0.5) * scale;
         int lo = (int)floor(center - support), hi = (int)ceil(center + support);
@@ -67,105 +93,263 @@ static int make_taps(taps *t, int in, int out, double x0, double len, int interp
             tmp[x - lo] = w;
             sum += w;
         }
+        /* Zero weights at the ends would only cost multiplications. */
+        int k0 = 0, k1 = hi - lo;
+        while (k0 < k1 && tmp[k0] <= 0)
+            k0++;
+        while (k1 > k0 && tmp[k1 - 1] <= 0)
+            k1--;
+        if (k0 > 0)
+            memmove(tmp, tmp + k0, sizeof *tmp * (size_t)(k1 - k0));
+        hi = lo + k1;
+        lo += k0;
         if (sum <= 0) { /* footprint between samples: nearest pixel */
             lo = (int)center < in ? (int)center : in - 1;
+            if (lo < 0)
+                lo = 0;
             hi = lo + 1;
             tmp[0] = sum = 1.0;
         }
         int slot = flip ? out - 1 - i : i;
+        int32_t *w = t->w + (size_t)slot * t->n;
+        int32_t total = 0;
+        int big = 0;
+        for (int k = 0; k < hi - lo; k++) {
+            w[k] = (int32_t)lround(tmp[k] / sum * one);
+            total += w[k];
+            if (w[k] > w[big])
+                big = k;
+        }
+        w[big] += one - total;
+        for (int k = hi - lo; k < t->n; k++)
+            w[k] = 0;
+        if (t->pair)
+            for (int k = 0; k + 1 < t->n; k += 2)
+                t->pair[((size_t)slot * t->n + k) / 2] =
+                    (int32_t)((uint32_t)w[k] | (uint32_t)w[k + 1] << 16);
         t->first[slot] = lo;
         t->count[slot] = hi - lo;
-        for (int x = lo; x < hi; x++)
-            t->w[(size_t)slot * t->n + (x - lo)] =
-                (int32_t)lround(tmp[x - lo] / sum * (1 << PRECISION));
     }
-    free(tmp);
+}
+
+static int tap_slots(int in, int out, double len, int interp)
+{
+    double scale = len / out;
+    double support = interp == DBR_INTERP_AREA && scale > 1.0 ? scale / 2
+                     : scale > 1.0 ? scale : 1.0;
+    int n = (int)ceil(2 * support) + 2;
+    n = n < in ? n : in;
+    return (n + 1) & ~1; /* even, for the weight pairs */
+}
+
+/* Carves n items of size bytes, 16-aligned, from *at. */
+static void *carve(unsigned char **at, size_t n, size_t size)
+{
+    void *p = *at;
+    *at += (n * size + 15) & ~(size_t)15;
+    return p;
+}
+
+int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw, double bh,
+                     unsigned char *dst, uint32_t dw, uint32_t dh, size_t dpitch, int ch,
+                     int interp, int flip, dbr__resizer **out)
+{
+    *out = NULL;
+    int hn = tap_slots((int)sw, (int)dw, bw, interp), vn = tap_slots((int)sh, (int)dh, bh, interp);
+    size_t row_bytes = (size_t)sw * (size_t)ch;
+    int widest = hn > vn ? hn : vn;
+    /* One allocation for everything: a few rows and the weight tables. */
+    size_t bytes = sizeof(dbr__resizer) + 16 * 13 +
+                   ((size_t)dw + dh) * 2 * sizeof(int) +
+                   ((size_t)dw * hn * 3 / 2 + (size_t)dh * vn) * sizeof(int32_t) +
+                   ((size_t)vn + 2) * row_bytes + (size_t)widest * sizeof(double) +
+                   (size_t)vn * sizeof(unsigned char *) + 16;
+    unsigned char *mem = malloc(bytes);
+    if (!mem)
+        return dbr__fail(DBR_E_NOMEM, "resize: out of memory for %ux%u -> %ux%u (%zu bytes)",
+                         sw, sh, dw, dh, bytes);
+    dbr__resizer *r = (dbr__resizer *)mem;
+    unsigned char *at = mem + ((sizeof *r + 15) & ~(size_t)15);
+    memset(r, 0, sizeof *r);
+    r->h.n = hn;
+    r->v.n = vn;
+    r->h.first = carve(&at, dw, sizeof(int));
+    r->h.count = carve(&at, dw, sizeof(int));
+    r->h.w = carve(&at, (size_t)dw * hn, sizeof(int32_t));
+    r->h.pair = carve(&at, (size_t)dw * hn / 2, sizeof(int32_t));
+    r->v.first = carve(&at, dh, sizeof(int));
+    r->v.count = carve(&at, dh, sizeof(int));
+    r->v.w = carve(&at, (size_t)dh * vn, sizeof(int32_t));
+    r->scratch = carve(&at, (size_t)widest, sizeof(double));
+    r->ptrs = carve(&at, (size_t)vn, sizeof(unsigned char *));
+    r->rows = carve(&at, (size_t)vn, row_bytes);
+    r->vrow = carve(&at, 1, row_bytes);
+    r->spare = carve(&at, 1, row_bytes); /* also the slack after vrow */
+    make_taps(&r->h, r->scratch, (int)sw, (int)dw, bx, bw, interp, flip, BITS);
+    make_taps(&r->v, r->scratch, (int)sh, (int)dh, by, bh, interp, 0, BITS);
+    r->dw = dw;
+    r->dh = dh;
+    r->ch = ch;
+    r->row_bytes = row_bytes;
+    r->ring = vn;
+    r->y0 = r->v.first[0];
+    r->y1 = 0;
+    for (uint32_t y = 0; y < dh; y++)
+        if (r->v.first[y] + r->v.count[y] > r->y1)
+            r->y1 = r->v.first[y] + r->v.count[y];
+    r->dst = dst;
+    r->dpitch = dpitch;
+    *out = r;
     return DBR_OK;
 }
 
-static void free_taps(taps *t)
-{
-    free(t->first);
-    free(t->count);
-    free(t->w);
-}
+void dbr__resizer_free(dbr__resizer *r) { free(r); }
 
-static unsigned char clamp8(int32_t acc)
+static unsigned char clamp_round(int32_t acc, int bits)
 {
-    acc = (acc + (1 << (PRECISION - 1))) >> PRECISION;
+    acc = (acc + (1 << (bits - 1))) >> bits;
     return (unsigned char)(acc < 0 ? 0 : acc > 255 ? 255 : acc);
 }
 
-/* One source row to dw output pixels; ch is a constant in each caller so
- * the compiler unrolls the channel loop. */
-static inline void hpass(const unsigned char *row, unsigned char *o, const taps *h,
+/* Bytes [from, n) of the vertical filter: sum of w[k] * rows[k][i]. */
+static void vpass_scalar(unsigned char *const *rows, const int32_t *w, int count,
+                         unsigned char *o, size_t from, size_t n)
+{
+    for (size_t i = from; i < n; i++) {
+        int32_t acc = 0;
+        for (int k = 0; k < count; k++)
+            acc += w[k] * rows[k][i];
+        o[i] = clamp_round(acc, BITS);
+    }
+}
+
+static void vpass(unsigned char *const *rows, const int32_t *w, int count, unsigned char *o,
+                  size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128(), half = _mm_set1_epi32(1 << (BITS - 1));
+    for (; i + 16 <= n; i += 16) {
+        __m128i a0 = half, a1 = half, a2 = half, a3 = half;
+        for (int k = 0; k < count; k += 2) {
+            /* Two rows at once: interleaved 16-bit pairs times (w0, w1). */
+            int second = k + 1 < count;
+            __m128i p = _mm_loadu_si128((const __m128i *)(rows[k] + i));
+            __m128i q = second ? _mm_loadu_si128((const __m128i *)(rows[k + 1] + i)) : zero;
+            __m128i wk = _mm_set1_epi32((int32_t)(((uint32_t)(second ? w[k + 1] : 0) << 16) |
+                                                  (uint32_t)w[k]));
+            __m128i pl = _mm_unpacklo_epi8(p, zero), ph = _mm_unpackhi_epi8(p, zero);
+            __m128i ql = _mm_unpacklo_epi8(q, zero), qh = _mm_unpackhi_epi8(q, zero);
+            a0 = _mm_add_epi32(a0, _mm_madd_epi16(_mm_unpacklo_epi16(pl, ql), wk));
+            a1 = _mm_add_epi32(a1, _mm_madd_epi16(_mm_unpackhi_epi16(pl, ql), wk));
+            a2 = _mm_add_epi32(a2, _mm_madd_epi16(_mm_unpacklo_epi16(ph, qh), wk));
+            a3 = _mm_add_epi32(a3, _mm_madd_epi16(_mm_unpackhi_epi16(ph, qh), wk));
+        }
+        __m128i lo = _mm_packs_epi32(_mm_srai_epi32(a0, BITS), _mm_srai_epi32(a1, BITS));
+        __m128i hi = _mm_packs_epi32(_mm_srai_epi32(a2, BITS), _mm_srai_epi32(a3, BITS));
+        _mm_storeu_si128((__m128i *)(o + i), _mm_packus_epi16(lo, hi));
+    }
+#endif
+    vpass_scalar(rows, w, count, o, i, n);
+}
+
+/* One row to dw output pixels, scalar. */
+static void hpass_scalar(const unsigned char *row, unsigned char *o, const taps *h,
                          uint32_t dw, int ch)
 {
     for (uint32_t x = 0; x < dw; x++, o += ch) {
         const int32_t *w = h->w + (size_t)x * h->n;
-        const unsigned char *p = row + (size_t)h->first[x] * ch;
-        int32_t acc[4] = {0, 0, 0, 0};
-        for (int k = 0, n = h->count[x]; k < n; k++, p += ch)
-            for (int c = 0; c < ch; c++)
-                acc[c] += w[k] * p[c];
-        for (int c = 0; c < ch; c++)
-            o[c] = clamp8(acc[c]);
+        for (int c = 0; c < ch; c++) {
+            const unsigned char *p = row + (size_t)h->first[x] * ch + c;
+            int32_t acc = 0;
+            for (int k = 0, n = h->count[x]; k < n; k++, p += ch)
+                acc += w[k] * *p;
+            o[c] = clamp_round(acc, BITS);
+        }
     }
 }
+
+static void hpass(const unsigned char *row, unsigned char *o, const taps *h, uint32_t dw,
+                  int ch)
+{
+#if defined(__SSE2__)
+    if (ch >= 3) { /* a pixel is one 4-byte load (rows have slack after them) */
+        const __m128i zero = _mm_setzero_si128(), half = _mm_set1_epi32(1 << (BITS - 1));
+        for (uint32_t x = 0; x < dw; x++, o += ch) {
+            const int32_t *w = h->pair + (size_t)x * h->n / 2;
+            const unsigned char *p = row + (size_t)h->first[x] * ch;
+            __m128i acc = half;
+            /* An odd count reads one pixel past its taps, with weight 0. */
+            for (int j = 0, n = (h->count[x] + 1) / 2; j < n; j++, p += 2 * ch) {
+                uint32_t a, b;
+                memcpy(&a, p, 4);
+                memcpy(&b, p + ch, 4);
+                /* (c0 of a, c0 of b, c1 of a, ...) times (w0, w1) pairs */
+                __m128i pa = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)a), zero);
+                __m128i pb = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)b), zero);
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi16(pa, pb),
+                                                        _mm_set1_epi32(w[j])));
+            }
+            __m128i v = _mm_srai_epi32(acc, BITS);
+            v = _mm_packs_epi32(v, v);
+            uint32_t px = (uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(v, v));
+            if (ch == 3)
+                memcpy(o, &px, 3);
+            else
+                memcpy(o, &px, 4);
+        }
+        return;
+    }
+#endif
+    hpass_scalar(row, o, h, dw, ch);
+}
+
+/* Emits every output row whose source rows all lie below `ready`. */
+static void emit(dbr__resizer *r, int ready)
+{
+    const taps *v = &r->v;
+    for (; r->next < r->dh; r->next++) {
+        uint32_t y = r->next;
+        int first = v->first[y], count = v->count[y];
+        if (first + count > ready)
+            return;
+        for (int k = 0; k < count; k++)
+            r->ptrs[k] = r->rows + (size_t)((first + k - r->y0) % r->ring) * r->row_bytes;
+        const unsigned char *src = r->ptrs[0];
+        if (count > 1) {
+            vpass(r->ptrs, v->w + (size_t)y * v->n, count, r->vrow, r->row_bytes);
+            src = r->vrow;
+        }
+        unsigned char *o = r->dst + (size_t)y * r->dpitch;
+        hpass(src, o, &r->h, r->dw, r->ch);
+    }
+}
+
+unsigned char *dbr__resizer_row(dbr__resizer *r, uint32_t y)
+{
+    int iy = (int)y;
+    if (iy >= r->y1 || r->next >= r->dh)
+        return NULL;
+    emit(r, iy);
+    if (iy < r->y0)
+        return r->spare;
+    return r->rows + (size_t)((iy - r->y0) % r->ring) * r->row_bytes;
+}
+
+void dbr__resizer_finish(dbr__resizer *r) { emit(r, r->y1); }
 
 int dbr__resize(const unsigned char *src, uint32_t sw, uint32_t sh, size_t spitch,
                 double bx, double by, double bw, double bh, unsigned char *dst,
                 uint32_t dw, uint32_t dh, size_t dpitch, int ch, int interp, int flip)
 {
-    taps h = {0}, v = {0};
-    unsigned char *mid = NULL;
-    int32_t *acc = NULL;
-    int rc = make_taps(&h, (int)sw, (int)dw, bx, bw, interp, flip);
-    if (rc == DBR_OK)
-        rc = make_taps(&v, (int)sh, (int)dh, by, bh, interp, 0);
+    dbr__resizer *r;
+    int rc = dbr__resizer_new(sw, sh, bx, by, bw, bh, dst, dw, dh, dpitch, ch, interp, flip, &r);
     if (rc != DBR_OK)
-        goto done;
-    /* Only the source rows some output row reads go through pass one. */
-    int y0 = v.first[0], y1 = v.first[dh - 1] + v.count[dh - 1];
-    size_t mid_pitch = (size_t)dw * (size_t)ch;
-    mid = malloc(mid_pitch * (size_t)(y1 - y0));
-    if (!mid) {
-        rc = dbr__fail(DBR_E_NOMEM, "resize: out of memory for %d rows", y1 - y0);
-        goto done;
-    }
-    acc = malloc(sizeof *acc * mid_pitch);
-    if (!acc) {
-        rc = dbr__fail(DBR_E_NOMEM, "resize: out of memory for a %u-pixel row", dw);
-        goto done;
-    }
-    for (int y = y0; y < y1; y++) {
-        const unsigned char *row = src + (size_t)y * spitch;
-        unsigned char *o = mid + (size_t)(y - y0) * mid_pitch;
-        switch (ch) {
-        case 1: hpass(row, o, &h, dw, 1); break;
-        case 3: hpass(row, o, &h, dw, 3); break;
-        default: hpass(row, o, &h, dw, 4); break;
-        }
-    }
-    /* Vertical: whole rows at a time, a loop the compiler vectorises. */
-    for (uint32_t y = 0; y < dh; y++) {
-        const int32_t *w = v.w + (size_t)y * v.n;
-        const unsigned char *base = mid + (size_t)(v.first[y] - y0) * mid_pitch;
-        memset(acc, 0, sizeof *acc * mid_pitch);
-        for (int k = 0; k < v.count[y]; k++) {
-            const unsigned char *r = base + (size_t)k * mid_pitch;
-            int32_t wk = w[k];
-            for (size_t i = 0; i < mid_pitch; i++)
-                acc[i] += wk * r[i];
-        }
-        unsigned char *o = dst + (size_t)y * dpitch;
-        for (size_t i = 0; i < mid_pitch; i++)
-            o[i] = clamp8(acc[i]);
-    }
-done:
-    free(acc);
-    free(mid);
-    free_taps(&h);
-    free_taps(&v);
-    return rc;
+        return rc;
+    unsigned char *to;
+    for (uint32_t y = 0; (to = dbr__resizer_row(r, y)) != NULL; y++)
+        memcpy(to, src + (size_t)y * spitch, r->row_bytes);
+    dbr__resizer_finish(r);
+    dbr__resizer_free(r);
+    return DBR_OK;
 }
