@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BUILD := build
 export DAREBLOPY_LIBDBR := $(CURDIR)/$(BUILD)/libdbr/libdbr.so
 
-.PHONY: all setup build test test-c test-python demo bench peers wheel sdist test-wheel clean
+.PHONY: all setup build test test-c test-python demo bench peers wheel sdist test-wheel test-sdist clean
 
 all: build
 
@@ -67,5 +67,16 @@ sdist: setup
 test-wheel: wheel
 	tests/wheel/check_wheel.sh
 
+# The sdist builds from source against the Debian packages of
+# .ci/install-system-deps, and the result imports and reads a zip.
+test-sdist: sdist
+	rm -rf build-sdist && mkdir -p build-sdist
+	$(PY) -m pip wheel -q --no-deps -w build-sdist dist/dareblopy-*.tar.gz
+	$(PYTHON) -m venv build-sdist/venv
+	build-sdist/venv/bin/pip install -q build-sdist/*.whl
+	cd build-sdist && venv/bin/python -c "import dareblopy as db, zipfile; \
+	  z = zipfile.ZipFile('t.zip', 'w'); z.writestr('a', b'sdist'); z.close(); \
+	  assert db.open_zip_archive('t.zip').read('a') == b'sdist'; print('sdist: ok', db.__version__)"
+
 clean:
-	rm -rf $(BUILD) $(VENV)
+	rm -rf $(BUILD) $(VENV) build-asan build-sdist dist wheelhouse
