@@ -9,7 +9,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (DATA_DIR, interleaved_medians, median_time, print_table,  # noqa: E402
+from _common import (DATA_DIR, interleaved_medians, median_time, print_table, readinto_limit,  # noqa: E402
                      run_legacy, save_results)
 
 import dareblopy as db  # noqa: E402
@@ -51,19 +51,11 @@ def main():
         for n in rel:
             fs.open_as_bytes(n)
 
-    buf = bytearray(max(os.path.getsize(n) for n in names))
-
-    def readinto_limit():
-        # One preallocated buffer: no allocation, just open + readinto.
-        for n in names:
-            with open(n, "rb", buffering=0) as fh:
-                fh.readinto(buf)
-
     t = interleaved_medians({
         "open().read()": python_open_read,
         "dareblopy.open_as_bytes": dareblopy_open_as_bytes,
         "dareblopy.FileSystem().open_as_bytes": dareblopy_vfs,
-        "open().readinto(prealloc) [limit]": readinto_limit,
+        "open().readinto(prealloc) [limit]": readinto_limit(names),
     }, repeats=31)
 
     legacy = run_legacy(f"""

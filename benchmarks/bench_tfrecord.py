@@ -17,7 +17,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import DATA_DIR, interleaved_medians, print_table, run_legacy, save_results  # noqa: E402
+from _common import (DATA_DIR, interleaved_medians, print_table, readinto_limit,  # noqa: E402
+                     run_legacy, save_results)
 
 import numpy as np  # noqa: E402
 
@@ -69,15 +70,8 @@ def main():
         if batch:
             parser.parse_example(batch)
 
-    buf = bytearray(max(os.path.getsize(n) for n in names))
-
-    def readinto_limit():
-        for n in names:
-            with open(n, "rb", buffering=0) as fh:
-                fh.readinto(buf)
-
     contenders = {
-        "readinto(prealloc) [limit]": readinto_limit,
+        "readinto(prealloc) [limit]": readinto_limit(names),
         "dareblopy ParsedTFRecordsDatasetIterator": dareblopy_iterator,
         "  same, 1 thread": lambda: dareblopy_iterator(threads=1),
         "  same, fresh arrays (reuse_arrays=False)": lambda: dareblopy_iterator(reuse=False),

@@ -282,24 +282,24 @@ def tfrecord_shards(paths: Sequence[PathLike]) -> List[TFRecordShard]:
     return [TFRecordShard(p) for p in paths]
 
 
-def read_label_file(path: PathLike) -> Dict[str, int]:
-    """A label map from a text file of ``name label`` lines (blank lines
-    and lines starting with '#' are ignored)."""
-    labels = {}
+def name_label_lines(path: PathLike) -> Iterator[Tuple[str, int]]:
+    """(name, label) for each ``name label`` line of a text file; blank
+    lines and lines starting with '#' are skipped, names may hold spaces."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            name, sep, label = line.rpartition(" ")
-            try:
-                labels[name.strip()] = int(label)
-            except ValueError:
-                sep = ""
-            if not sep:
+            name, _, label = line.rpartition(" ")
+            if not name.strip() or not label.lstrip("-").isdigit():
                 raise ValueError(f"{os.fspath(path)}:{lineno}: expected 'name label', "
                                  f"got {line!r}")
-    return labels
+            yield name.strip(), int(label)
+
+
+def read_label_file(path: PathLike) -> Dict[str, int]:
+    """A label map from a text file of ``name label`` lines."""
+    return dict(name_label_lines(path))
 
 
 def labels_from_parent_dirs(classes: Sequence[str]) -> Callable[[str], int]:

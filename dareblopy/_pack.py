@@ -24,6 +24,7 @@ import sys
 import tempfile
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
+from ._dataset import name_label_lines
 from ._shuffle import permutation
 
 
@@ -58,21 +59,12 @@ def imagefolder_items(src: str) -> (List[Item], List[str]):
 
 
 def list_file_items(list_file: str) -> List[Item]:
-    """``path label`` lines (TorchRecord's list files); blank lines and lines
-    starting with '#' are skipped, paths are relative to the list file."""
+    """``path label`` lines (TorchRecord's list files); paths are relative
+    to the list file."""
     base = os.path.dirname(os.path.abspath(list_file))
-    items = []
-    with open(list_file, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            path, _, label = line.rpartition(" ")
-            if not path or not label.lstrip("-").isdigit():
-                raise ValueError(f"{list_file}:{lineno}: expected 'path label', got {line!r}")
-            source = path if os.path.isabs(path) else os.path.join(base, path)
-            items.append(Item(source, path.lstrip("/").replace(os.sep, "/"), int(label)))
-    return items
+    return [Item(path if os.path.isabs(path) else os.path.join(base, path),
+                 path.lstrip("/").replace(os.sep, "/"), label)
+            for path, label in name_label_lines(list_file)]
 
 
 def shard_paths(out: str, shards: int) -> List[str]:

@@ -99,7 +99,7 @@ def test_list_file_to_tfrecord_with_labels(tmp_path, imagefolder):
 def test_bad_list_file_and_empty_sources(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("a.jpg notanumber\n")
-    with pytest.raises(ValueError, match="bad.txt:1: expected 'path label'"):
+    with pytest.raises(ValueError, match="bad.txt:1: expected 'name label'"):
         _pack.list_file_items(str(bad))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no class subdirectories"):
