@@ -179,8 +179,11 @@ typedef struct dbr__jpeg_plan_t {
 int dbr__jpeg_plan(const void *src, size_t len, const dbr_jpeg_options *opts,
                    dbr__jpeg_plan_t *plan);
 
-/* Where region row y goes; NULL once no more rows are wanted. */
+/* Where region row y goes; NULL once no more rows are wanted.  A row has
+ * DBR__SINK_PAD writable bytes before and after it, so the decoder can
+ * write libjpeg's block-aligned wider row in place, with no copy. */
 typedef unsigned char *(*dbr__row_sink)(void *ctx, uint32_t y);
+enum { DBR__SINK_PAD = 256 }; /* 64 pixels of 4 bytes: the widest iMCU */
 
 /* Decodes per plan into dst (pitch already resolved and cap checked), or,
  * when sink is set (orientation 1 only), into the rows it hands out, in

@@ -180,9 +180,11 @@ int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw, 
     int widest = hn > vn ? hn : vn;
     /* One allocation for everything: a few rows and the weight tables.
      * Every row has slack after it, zeroed: SIMD loads of a pixel's 4-tap
-     * groups may run past the row's last pixel (into taps of weight 0). */
+     * groups may run past the row's last pixel (into taps of weight 0);
+     * and a sink's pad before and after (see dbr__row_sink). */
     int quads = (hn + 3) / 4;
-    size_t row_alloc = row_bytes + 16 * (size_t)quads + 16;
+    size_t slack = 16 * (size_t)quads + 16;
+    size_t row_alloc = DBR__SINK_PAD + row_bytes + (slack > DBR__SINK_PAD ? slack : DBR__SINK_PAD);
     size_t bytes = sizeof(dbr__resizer) + 16 * 14 +
                    ((size_t)dw + dh) * 2 * sizeof(int) +
                    ((size_t)dw * hn * 3 / 2 + (size_t)dw * quads * 8 + (size_t)dh * vn * 3 / 2) * sizeof(int32_t) +
@@ -212,6 +214,9 @@ int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw, 
     r->vrow = carve(&at, 1, row_alloc);
     r->spare = carve(&at, 1, row_alloc);
     memset(r->rows, 0, ((size_t)vn + 2) * row_alloc);
+    r->rows += DBR__SINK_PAD; /* each row starts after its pad */
+    r->vrow += DBR__SINK_PAD;
+    r->spare += DBR__SINK_PAD;
     make_taps(&r->h, r->scratch, (int)sw, (int)dw, bx, bw, interp, flip, BITS);
     make_taps(&r->v, r->scratch, (int)sh, (int)dh, by, bh, interp, 0, BITS);
     pack_vectors(&r->h, dw);
