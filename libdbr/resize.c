@@ -28,6 +28,15 @@
 
 enum { BITS = 14 }; /* weights fit int16 for pmaddwd; each output's sum to 1 << BITS */
 
+static int simd = 1; /* dbr__resize_set_simd */
+
+int dbr__resize_set_simd(int on)
+{
+    int was = simd;
+    simd = on;
+    return was;
+}
+
 /* For each output index: the first source index and `count` weights. */
 typedef struct taps {
     int n;         /* weight slots per output (the widest footprint) */
@@ -266,7 +275,7 @@ static void vpass(unsigned char *const *rows, const int32_t *w, const int32_t *p
 #if defined(__SSE2__)
     const __m128i zero = _mm_setzero_si128(), half = _mm_set1_epi32(1 << (BITS - 1));
     int pairs = (count + 1) / 2;
-    for (; i + 16 <= n; i += 16) {
+    for (; simd && i + 16 <= n; i += 16) {
         __m128i a0 = half, a1 = half, a2 = half, a3 = half;
         for (int j = 0; j < pairs; j++) {
             /* Two rows at once: interleaved 16-bit pairs times (w0, w1). */
@@ -404,7 +413,7 @@ static void hpass(const unsigned char *row, unsigned char *o, const taps *h, uin
 {
     uint32_t done = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if ((ch == 3 || ch == 4) && have_ssse3())
+    if ((ch == 3 || ch == 4) && simd && have_ssse3())
         done = hpass_ssse3(row, o, h, dw, ch);
 #endif
     hpass_scalar(row, o, h, done, dw, ch);
