@@ -13,9 +13,12 @@
  * many rows as one output row reads, so an output row is produced as soon
  * as its last source row arrives and memory stays a few rows.  It is SIMD
  * (SSE2 pmaddwd on pairs of rows, 14-bit weights); the horizontal pass
- * then turns that one row into the output row, mirrored if asked, with
- * pmaddwd on pairs of pixels, all channels at once.  The scalar fallbacks
- * do the same integer arithmetic, so every machine gives the same bytes. */
+ * then turns that one row into the output row, mirrored if asked: with
+ * SSSE3 (checked at run time) four output pixels per step, each one
+ * 16-byte load per 4 taps shuffled into channel pairs for pmaddwd, all
+ * channels at once.  Vertical-first keeps the hard-to-vectorise horizontal
+ * pass at out_h rows.  The scalar fallbacks do the same integer
+ * arithmetic, so every machine gives the same bytes. */
 #include "internal.h"
 
 #include <math.h>
