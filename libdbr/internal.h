@@ -179,8 +179,11 @@ typedef struct dbr__jpeg_plan_t {
 int dbr__jpeg_plan(const void *src, size_t len, const dbr_jpeg_options *opts,
                    dbr__jpeg_plan_t *plan);
 
-/* Where region row y goes; NULL once no more rows are wanted. */
+/* Where region row y goes; NULL once no more rows are wanted.  A row has
+ * DBR__SINK_PAD writable bytes before and after it, so the decoder can
+ * write libjpeg's block-aligned wider row in place, with no copy. */
 typedef unsigned char *(*dbr__row_sink)(void *ctx, uint32_t y);
+enum { DBR__SINK_PAD = 256 }; /* 64 pixels of 4 bytes: the widest iMCU */
 
 /* Decodes per plan into dst (pitch already resolved and cap checked), or,
  * when sink is set (orientation 1 only), into the rows it hands out, in
@@ -213,5 +216,8 @@ int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw,
 unsigned char *dbr__resizer_row(dbr__resizer *r, uint32_t y);
 void dbr__resizer_finish(dbr__resizer *r);
 void dbr__resizer_free(dbr__resizer *r);
+/* Tests only: 0 makes the resize passes scalar, which must give the same
+ * bytes as the SIMD ones; returns the previous setting (not thread-safe). */
+int dbr__resize_set_simd(int on);
 
 #endif /* DBR_INTERNAL_H */

@@ -269,13 +269,19 @@ static int run(decoder *dec, const unsigned char *src, size_t len,
     int direct = !cmyk && pl->orientation == 1 && xoff == pl->roi_x && width == pl->roi_w;
     if (sink) { /* one row at a time, so the sink may reuse its buffers */
         int in_ch = d->output_components;
+        /* The wider block-aligned row fits the sink's pads: write it there
+         * (a row buffer plus a copy costs far more than the copy itself). */
+        size_t before = (size_t)(pl->roi_x - xoff) * in_ch;
+        size_t after = (size_t)(xoff + width - pl->roi_x - pl->roi_w) * in_ch;
+        int padded = !cmyk && before <= DBR__SINK_PAD && after <= DBR__SINK_PAD;
+        direct = direct || padded;
         JSAMPARRAY buf = direct ? NULL
                                 : (*d->mem->alloc_sarray)((j_common_ptr)d, JPOOL_IMAGE,
                                                           width * (JDIMENSION)in_ch, 1);
-        const unsigned char *first = direct ? NULL : buf[0] + (size_t)(pl->roi_x - xoff) * in_ch;
+        const unsigned char *first = direct ? NULL : buf[0] + before;
         unsigned char *to;
         for (uint32_t r = 0; r < pl->roi_h && (to = sink(sink_ctx, r)) != NULL; r++) {
-            JSAMPROW row = direct ? to : buf[0];
+            JSAMPROW row = direct ? to - before : buf[0];
             if (jpeg_read_scanlines(d, &row, 1) != 1) {
                 snprintf(dec->msg, sizeof dec->msg, "no rows decoded");
                 longjmp(dec->jmp, 1);

@@ -13,9 +13,12 @@
  * many rows as one output row reads, so an output row is produced as soon
  * as its last source row arrives and memory stays a few rows.  It is SIMD
  * (SSE2 pmaddwd on pairs of rows, 14-bit weights); the horizontal pass
- * then turns that one row into the output row, mirrored if asked, with
- * pmaddwd on pairs of pixels, all channels at once.  The scalar fallbacks
- * do the same integer arithmetic, so every machine gives the same bytes. */
+ * then turns that one row into the output row, mirrored if asked: with
+ * SSSE3 (checked at run time) four output pixels per step, each one
+ * 16-byte load per 4 taps shuffled into channel pairs for pmaddwd, all
+ * channels at once.  Vertical-first keeps the hard-to-vectorise horizontal
+ * pass at out_h rows.  The scalar fallbacks do the same integer
+ * arithmetic, so every machine gives the same bytes. */
 #include "internal.h"
 
 #include <math.h>
@@ -28,6 +31,15 @@
 
 enum { BITS = 14 }; /* weights fit int16 for pmaddwd; each output's sum to 1 << BITS */
 
+static int simd = 1; /* dbr__resize_set_simd */
+
+int dbr__resize_set_simd(int on)
+{
+    int was = simd;
+    simd = on;
+    return was;
+}
+
 /* For each output index: the first source index and `count` weights. */
 typedef struct taps {
     int n;         /* weight slots per output (the widest footprint) */
@@ -35,6 +47,8 @@ typedef struct taps {
     int *count;    /* [out]: weights used, first + count <= in       */
     int32_t *w;    /* [out * n]                                      */
     int32_t *pair; /* [out * n / 2]: w[2j] | w[2j + 1] << 16, for pmaddwd */
+    int quads;     /* 4-tap groups that cover the widest count          */
+    int32_t *wv;   /* [out][quads * 2][4]: each pair four times, zero-padded */
 } taps;
 
 struct dbr__resizer {
@@ -42,6 +56,7 @@ struct dbr__resizer {
     uint32_t dw, dh;
     int ch;
     size_t row_bytes;     /* one source row: sw * ch                      */
+    size_t row_alloc;     /* its stride in the ring, slack included       */
     int y0, y1;           /* the source rows any output reads             */
     int ring;             /* source rows kept: v.n                        */
     unsigned char *rows;  /* [ring][row_bytes]                            */
@@ -123,13 +138,30 @@ static void make_taps(taps *t, double *tmp, int in, int out, double x0, double l
         w[big] += one - total;
         for (int k = hi - lo; k < t->n; k++)
             w[k] = 0;
-        if (t->pair)
-            for (int k = 0; k + 1 < t->n; k += 2)
-                t->pair[((size_t)slot * t->n + k) / 2] =
-                    (int32_t)((uint32_t)w[k] | (uint32_t)w[k + 1] << 16);
+        for (int k = 0; k + 1 < t->n; k += 2) {
+            int32_t pr = (int32_t)((uint32_t)w[k] | (uint32_t)w[k + 1] << 16);
+            size_t j = ((size_t)slot * t->n + k) / 2;
+            t->pair[j] = pr;
+        }
         t->first[slot] = lo;
         t->count[slot] = hi - lo;
     }
+}
+
+/* The SIMD horizontal pass loads 4 taps at a time: size its weight vectors
+ * by the widest count actually used, usually below the slots reserved. */
+static void pack_vectors(taps *t, uint32_t out)
+{
+    int widest = 1;
+    for (uint32_t i = 0; i < out; i++)
+        widest = t->count[i] > widest ? t->count[i] : widest;
+    t->quads = (widest + 3) / 4;
+    size_t per = (size_t)t->quads * 2; /* vectors per output */
+    memset(t->wv, 0, (size_t)out * per * 4 * sizeof(int32_t));
+    for (uint32_t i = 0; i < out; i++)
+        for (int j = 0; j < (t->count[i] + 1) / 2; j++)
+            for (int l = 0; l < 4; l++)
+                t->wv[(i * per + (size_t)j) * 4 + l] = t->pair[(size_t)i * t->n / 2 + j];
 }
 
 static int tap_slots(int in, int out, double len, int interp)
@@ -158,12 +190,18 @@ int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw, 
     int hn = tap_slots((int)sw, (int)dw, bw, interp), vn = tap_slots((int)sh, (int)dh, bh, interp);
     size_t row_bytes = (size_t)sw * (size_t)ch;
     int widest = hn > vn ? hn : vn;
-    /* One allocation for everything: a few rows and the weight tables. */
-    size_t bytes = sizeof(dbr__resizer) + 16 * 13 +
+    /* One allocation for everything: a few rows and the weight tables.
+     * Every row has slack after it, zeroed: SIMD loads of a pixel's 4-tap
+     * groups may run past the row's last pixel (into taps of weight 0);
+     * and a sink's pad before and after (see dbr__row_sink). */
+    int quads = (hn + 3) / 4;
+    size_t slack = 16 * (size_t)quads + 16;
+    size_t row_alloc = DBR__SINK_PAD + row_bytes + (slack > DBR__SINK_PAD ? slack : DBR__SINK_PAD);
+    size_t bytes = sizeof(dbr__resizer) + 16 * 14 +
                    ((size_t)dw + dh) * 2 * sizeof(int) +
-                   ((size_t)dw * hn * 3 / 2 + (size_t)dh * vn) * sizeof(int32_t) +
-                   ((size_t)vn + 2) * row_bytes + (size_t)widest * sizeof(double) +
-                   (size_t)vn * sizeof(unsigned char *) + 16;
+                   ((size_t)dw * hn * 3 / 2 + (size_t)dw * quads * 8 + (size_t)dh * vn * 3 / 2) * sizeof(int32_t) +
+                   ((size_t)vn + 2) * row_alloc + (size_t)widest * sizeof(double) +
+                   ((size_t)vn + 1) * sizeof(unsigned char *) + 16;
     unsigned char *mem = malloc(bytes);
     if (!mem)
         return dbr__fail(DBR_E_NOMEM, "resize: out of memory for %ux%u -> %ux%u (%zu bytes)",
@@ -177,20 +215,28 @@ int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw, 
     r->h.count = carve(&at, dw, sizeof(int));
     r->h.w = carve(&at, (size_t)dw * hn, sizeof(int32_t));
     r->h.pair = carve(&at, (size_t)dw * hn / 2, sizeof(int32_t));
+    r->h.wv = carve(&at, (size_t)dw * quads * 8, sizeof(int32_t));
     r->v.first = carve(&at, dh, sizeof(int));
     r->v.count = carve(&at, dh, sizeof(int));
     r->v.w = carve(&at, (size_t)dh * vn, sizeof(int32_t));
+    r->v.pair = carve(&at, (size_t)dh * vn / 2, sizeof(int32_t));
     r->scratch = carve(&at, (size_t)widest, sizeof(double));
-    r->ptrs = carve(&at, (size_t)vn, sizeof(unsigned char *));
-    r->rows = carve(&at, (size_t)vn, row_bytes);
-    r->vrow = carve(&at, 1, row_bytes);
-    r->spare = carve(&at, 1, row_bytes); /* also the slack after vrow */
+    r->ptrs = carve(&at, (size_t)vn + 1, sizeof(unsigned char *));
+    r->rows = carve(&at, (size_t)vn, row_alloc);
+    r->vrow = carve(&at, 1, row_alloc);
+    r->spare = carve(&at, 1, row_alloc);
+    memset(r->rows, 0, ((size_t)vn + 2) * row_alloc);
+    r->rows += DBR__SINK_PAD; /* each row starts after its pad */
+    r->vrow += DBR__SINK_PAD;
+    r->spare += DBR__SINK_PAD;
     make_taps(&r->h, r->scratch, (int)sw, (int)dw, bx, bw, interp, flip, BITS);
     make_taps(&r->v, r->scratch, (int)sh, (int)dh, by, bh, interp, 0, BITS);
+    pack_vectors(&r->h, dw);
     r->dw = dw;
     r->dh = dh;
     r->ch = ch;
     r->row_bytes = row_bytes;
+    r->row_alloc = row_alloc;
     r->ring = vn;
     r->y0 = r->v.first[0];
     r->y1 = 0;
@@ -223,21 +269,22 @@ static void vpass_scalar(unsigned char *const *rows, const int32_t *w, int count
     }
 }
 
-static void vpass(unsigned char *const *rows, const int32_t *w, int count, unsigned char *o,
-                  size_t n)
+/* rows has an even number of entries, (count + 1) / 2 pairs: an odd count
+ * repeats its last row with weight 0, so the loop has no branch. */
+static void vpass(unsigned char *const *rows, const int32_t *w, const int32_t *pair,
+                  int count, unsigned char *o, size_t n)
 {
     size_t i = 0;
 #if defined(__SSE2__)
     const __m128i zero = _mm_setzero_si128(), half = _mm_set1_epi32(1 << (BITS - 1));
-    for (; i + 16 <= n; i += 16) {
+    int pairs = (count + 1) / 2;
+    for (; simd && i + 16 <= n; i += 16) {
         __m128i a0 = half, a1 = half, a2 = half, a3 = half;
-        for (int k = 0; k < count; k += 2) {
+        for (int j = 0; j < pairs; j++) {
             /* Two rows at once: interleaved 16-bit pairs times (w0, w1). */
-            int second = k + 1 < count;
-            __m128i p = _mm_loadu_si128((const __m128i *)(rows[k] + i));
-            __m128i q = second ? _mm_loadu_si128((const __m128i *)(rows[k + 1] + i)) : zero;
-            __m128i wk = _mm_set1_epi32((int32_t)(((uint32_t)(second ? w[k + 1] : 0) << 16) |
-                                                  (uint32_t)w[k]));
+            __m128i p = _mm_loadu_si128((const __m128i *)(rows[2 * j] + i));
+            __m128i q = _mm_loadu_si128((const __m128i *)(rows[2 * j + 1] + i));
+            __m128i wk = _mm_set1_epi32(pair[j]);
             __m128i pl = _mm_unpacklo_epi8(p, zero), ph = _mm_unpackhi_epi8(p, zero);
             __m128i ql = _mm_unpacklo_epi8(q, zero), qh = _mm_unpackhi_epi8(q, zero);
             a0 = _mm_add_epi32(a0, _mm_madd_epi16(_mm_unpacklo_epi16(pl, ql), wk));
@@ -249,15 +296,18 @@ static void vpass(unsigned char *const *rows, const int32_t *w, int count, unsig
         __m128i hi = _mm_packs_epi32(_mm_srai_epi32(a2, BITS), _mm_srai_epi32(a3, BITS));
         _mm_storeu_si128((__m128i *)(o + i), _mm_packus_epi16(lo, hi));
     }
+#else
+    (void)pair;
 #endif
     vpass_scalar(rows, w, count, o, i, n);
 }
 
 /* One row to dw output pixels, scalar. */
 static void hpass_scalar(const unsigned char *row, unsigned char *o, const taps *h,
-                         uint32_t dw, int ch)
+                         uint32_t from, uint32_t dw, int ch)
 {
-    for (uint32_t x = 0; x < dw; x++, o += ch) {
+    o += (size_t)from * ch;
+    for (uint32_t x = from; x < dw; x++, o += ch) {
         const int32_t *w = h->w + (size_t)x * h->n;
         for (int c = 0; c < ch; c++) {
             const unsigned char *p = row + (size_t)h->first[x] * ch + c;
@@ -269,39 +319,107 @@ static void hpass_scalar(const unsigned char *row, unsigned char *o, const taps 
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <tmmintrin.h>
+
+#define SSSE3 __attribute__((target("ssse3")))
+
+/* One output pixel of 3 or 4 channels as 32-bit sums (rounding included).
+ * A 16-byte load holds 4 pixels; pshufb spreads pixels (0, 1) and (2, 3)
+ * into 16-bit lanes (c0 of a, c0 of b, c1 of a, ...) for pmaddwd with the
+ * weight pairs; lanes past the channels are zero.  quads: 4-tap groups. */
+SSSE3 static inline __attribute__((always_inline)) __m128i
+hpixel(const unsigned char *p, const __m128i *wv, int quads, int ch, __m128i lo, __m128i hi)
+{
+    __m128i acc = _mm_set1_epi32(1 << (BITS - 1));
+    for (int q = 0; q < quads; q++, p += 4 * ch, wv += 2) {
+        __m128i px = _mm_loadu_si128((const __m128i *)p);
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_shuffle_epi8(px, lo), wv[0]));
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_shuffle_epi8(px, hi), wv[1]));
+    }
+    return acc;
+}
+
+/* Four output pixels at a time; returns how many pixels it wrote. */
+SSSE3 static inline __attribute__((always_inline)) uint32_t
+hpass_quads(const unsigned char *row, unsigned char *o, const taps *h, uint32_t dw, int ch,
+            int quads)
+{
+    const __m128i lo = ch == 3 ? _mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1,
+                                               -1, -1, -1, -1)
+                               : _mm_setr_epi8(0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1,
+                                               3, -1, 7, -1);
+    const __m128i hi = _mm_add_epi8(lo, _mm_and_si128(_mm_cmpgt_epi8(lo, _mm_set1_epi8(-1)),
+                                                      _mm_set1_epi8((char)(2 * ch))));
+    /* (r0 g0 b0 _ r1 g1 b1 _ ...) -> 12 packed bytes */
+    const __m128i squeeze = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14,
+                                          -1, -1, -1, -1);
+    const int *first = h->first;
+    const __m128i *wv = (const __m128i *)h->wv;
+    size_t step = (size_t)quads * 2; /* weight vectors per output pixel */
+    uint32_t x = 0;
+    for (; x + 4 <= dw; x += 4, o += 4 * ch) {
+        __m128i a0 = hpixel(row + (size_t)first[x] * ch, wv + x * step, quads, ch, lo, hi);
+        __m128i a1 = hpixel(row + (size_t)first[x + 1] * ch, wv + (x + 1) * step, quads, ch,
+                            lo, hi);
+        __m128i a2 = hpixel(row + (size_t)first[x + 2] * ch, wv + (x + 2) * step, quads, ch,
+                            lo, hi);
+        __m128i a3 = hpixel(row + (size_t)first[x + 3] * ch, wv + (x + 3) * step, quads, ch,
+                            lo, hi);
+        __m128i v = _mm_packus_epi16(
+            _mm_packs_epi32(_mm_srai_epi32(a0, BITS), _mm_srai_epi32(a1, BITS)),
+            _mm_packs_epi32(_mm_srai_epi32(a2, BITS), _mm_srai_epi32(a3, BITS)));
+        if (ch == 4) {
+            _mm_storeu_si128((__m128i *)o, v);
+        } else {
+            v = _mm_shuffle_epi8(v, squeeze);
+            _mm_storel_epi64((__m128i *)o, v);
+            uint32_t tail = (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(v, 8));
+            memcpy(o + 8, &tail, 4);
+        }
+    }
+    return x;
+}
+
+SSSE3 static uint32_t hpass_ssse3(const unsigned char *row, unsigned char *o, const taps *h,
+                                  uint32_t dw, int ch)
+{
+    int quads = h->quads;
+    /* The common tap counts get their own unrolled copies. */
+    if (ch == 3)
+        return quads == 1 ? hpass_quads(row, o, h, dw, 3, 1)
+               : quads == 2 ? hpass_quads(row, o, h, dw, 3, 2)
+                            : hpass_quads(row, o, h, dw, 3, quads);
+    return quads == 1 ? hpass_quads(row, o, h, dw, 4, 1)
+           : quads == 2 ? hpass_quads(row, o, h, dw, 4, 2)
+                        : hpass_quads(row, o, h, dw, 4, quads);
+}
+
+static int have_ssse3(void)
+{
+    static int cached = -1; /* a benign race: every thread stores the same */
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("ssse3") != 0;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+#endif
+
+/* One row to dw output pixels: SIMD for 3 or 4 channels, the same sums
+ * in scalar code for the rest.  Rows have slack after them, so loads may
+ * run past the last tap. */
 static void hpass(const unsigned char *row, unsigned char *o, const taps *h, uint32_t dw,
                   int ch)
 {
-#if defined(__SSE2__)
-    if (ch >= 3) { /* a pixel is one 4-byte load (rows have slack after them) */
-        const __m128i zero = _mm_setzero_si128(), half = _mm_set1_epi32(1 << (BITS - 1));
-        for (uint32_t x = 0; x < dw; x++, o += ch) {
-            const int32_t *w = h->pair + (size_t)x * h->n / 2;
-            const unsigned char *p = row + (size_t)h->first[x] * ch;
-            __m128i acc = half;
-            /* An odd count reads one pixel past its taps, with weight 0. */
-            for (int j = 0, n = (h->count[x] + 1) / 2; j < n; j++, p += 2 * ch) {
-                uint32_t a, b;
-                memcpy(&a, p, 4);
-                memcpy(&b, p + ch, 4);
-                /* (c0 of a, c0 of b, c1 of a, ...) times (w0, w1) pairs */
-                __m128i pa = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)a), zero);
-                __m128i pb = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)b), zero);
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi16(pa, pb),
-                                                        _mm_set1_epi32(w[j])));
-            }
-            __m128i v = _mm_srai_epi32(acc, BITS);
-            v = _mm_packs_epi32(v, v);
-            uint32_t px = (uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(v, v));
-            if (ch == 3)
-                memcpy(o, &px, 3);
-            else
-                memcpy(o, &px, 4);
-        }
-        return;
-    }
+    uint32_t done = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if ((ch == 3 || ch == 4) && simd && have_ssse3())
+        done = hpass_ssse3(row, o, h, dw, ch);
 #endif
-    hpass_scalar(row, o, h, dw, ch);
+    hpass_scalar(row, o, h, done, dw, ch);
 }
 
 /* Emits every output row whose source rows all lie below `ready`. */
@@ -314,10 +432,12 @@ static void emit(dbr__resizer *r, int ready)
         if (first + count > ready)
             return;
         for (int k = 0; k < count; k++)
-            r->ptrs[k] = r->rows + (size_t)((first + k - r->y0) % r->ring) * r->row_bytes;
+            r->ptrs[k] = r->rows + (size_t)((first + k - r->y0) % r->ring) * r->row_alloc;
+        r->ptrs[count] = r->ptrs[count - 1]; /* pads an odd count; weight 0 */
         const unsigned char *src = r->ptrs[0];
         if (count > 1) {
-            vpass(r->ptrs, v->w + (size_t)y * v->n, count, r->vrow, r->row_bytes);
+            vpass(r->ptrs, v->w + (size_t)y * v->n, v->pair + (size_t)y * v->n / 2, count,
+                  r->vrow, r->row_bytes);
             src = r->vrow;
         }
         unsigned char *o = r->dst + (size_t)y * r->dpitch;
@@ -333,7 +453,7 @@ unsigned char *dbr__resizer_row(dbr__resizer *r, uint32_t y)
     emit(r, iy);
     if (iy < r->y0)
         return r->spare;
-    return r->rows + (size_t)((iy - r->y0) % r->ring) * r->row_bytes;
+    return r->rows + (size_t)((iy - r->y0) % r->ring) * r->row_alloc;
 }
 
 void dbr__resizer_finish(dbr__resizer *r) { emit(r, r->y1); }

@@ -2,6 +2,7 @@
  * pitch, YCCK (which Pillow cannot write), EXIF parsing in both byte
  * orders, crops and batches.  Fixtures are encoded here with libjpeg. */
 #include "dbr.h"
+#include "internal.h"
 #include "check.h"
 
 #include <stdio.h>
@@ -281,8 +282,46 @@ static void test_crops_and_batches(void)
     free(px);
 }
 
+/* The SIMD resize passes and the scalar ones give the same bytes, for
+ * every channel count, filter, flip and scale (shrink and enlarge), with
+ * fractional boxes touching the image edges. */
+static void test_resize_simd_equals_scalar(void)
+{
+    enum { SW = 97, SH = 61 };
+    static unsigned char src[SW * SH * 4], a[130 * 90 * 4], b[130 * 90 * 4];
+    uint32_t seed = 12345;
+    for (size_t i = 0; i < sizeof src; i++) {
+        seed = seed * 1103515245u + 12345u;
+        src[i] = (unsigned char)(seed >> 23);
+    }
+    static const double boxes[][4] = {{0, 0, SW, SH}, {3.5, 2.25, 60.5, 40}, {90, 50, 7, 11},
+                                      {0.75, 10, 96.25, 51}};
+    static const uint32_t sizes[][2] = {{13, 9}, {32, 20}, {130, 90}, {61, 33}, {1, 1}};
+    for (int ch = 1; ch <= 4; ch++)
+        for (size_t bi = 0; bi < sizeof boxes / sizeof *boxes; bi++)
+            for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+                for (int mode = 0; mode < 4; mode++) {
+                    const double *bx = boxes[bi];
+                    uint32_t dw = sizes[si][0], dh = sizes[si][1];
+                    int interp = mode & 1 ? DBR_INTERP_AREA : DBR_INTERP_BILINEAR;
+                    size_t n = (size_t)dw * dh * ch;
+                    memset(a, 1, n);
+                    memset(b, 2, n);
+                    CHECK_RC(dbr__resize(src, SW, SH, (size_t)SW * ch, bx[0], bx[1], bx[2],
+                                         bx[3], a, dw, dh, (size_t)dw * ch, ch, interp,
+                                         mode >> 1), DBR_OK);
+                    int was = dbr__resize_set_simd(0);
+                    CHECK_RC(dbr__resize(src, SW, SH, (size_t)SW * ch, bx[0], bx[1], bx[2],
+                                         bx[3], b, dw, dh, (size_t)dw * ch, ch, interp,
+                                         mode >> 1), DBR_OK);
+                    dbr__resize_set_simd(was);
+                    CHECK(memcmp(a, b, n) == 0);
+                }
+}
+
 int main(void)
 {
+    test_resize_simd_equals_scalar();
     test_header_and_sizes();
     test_ycck_equals_cmyk();
     test_exif();
