@@ -11,7 +11,8 @@ if [[ "${1:-}" == "--update" ]]; then update=1; shift; fi
 lib="${1:-build/libdbr/libdbr.so.1}"
 baseline=libdbr/libdbr.abi
 if ((update)); then
-  abidw --no-corpus-path --headers-dir include "$lib" > "$baseline"
+  # No paths of the building machine in the committed baseline.
+  abidw --no-corpus-path --no-comp-dir-path --short-locs --headers-dir include "$lib" > "$baseline"
   echo "abi: baseline rewritten from $lib ($(grep -c '<elf-symbol ' "$baseline") symbols)"
   exit 0
 fi
