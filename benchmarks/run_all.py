@@ -11,6 +11,7 @@ import platform
 import re
 import runpy
 import sys
+import textwrap
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,7 +36,7 @@ def chart(table: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [r for r in table["rows"] if r["speed"]]
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.4))
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.8))
     colors = ["#d62728" if r["name"].startswith("dareblopy") else
               "#7f7f7f" if "limit" in r["name"] or "floor" in r["name"] else "#1f77b4"
               for r in rows]
@@ -44,8 +45,10 @@ def chart(table: dict, path: str) -> None:
     ax.axvline(1.0, color="black", linewidth=0.8)
     for i, r in enumerate(rows):
         ax.text(r["speed"], i, f" {r['speed']:.2f}x", va="center", fontsize=8)
-    ax.set_xlabel(f"speed relative to {table['baseline']} (higher is faster)")
-    ax.set_title(table["title"], fontsize=9)
+    ax.set_xlabel(textwrap.fill(f"speed relative to {table['baseline']} (higher is faster)", 70),
+                  fontsize=9)
+    ax.set_title(textwrap.fill(table["title"], 70), fontsize=9)
+    ax.set_xlim(0, max(r["speed"] for r in rows) * 1.15)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
