@@ -71,6 +71,14 @@ struct dbr__resizer {
     double *scratch;      /* weights in floating point, while building    */
 };
 
+/* lround for v >= 0 (weights are) without the libm call: v - (long)v is
+ * exact, so halves round up exactly as lround rounds them. */
+static int32_t round_weight(double v)
+{
+    int32_t r = (int32_t)v;
+    return r + (v - r >= 0.5);
+}
+
 static double triangle(double t)
 {
     t = fabs(t);
@@ -116,8 +124,7 @@ static void make_taps(taps *t, double *tmp, int in, int out, double x0, double l
             k0++;
         while (k1 > k0 && tmp[k1 - 1] <= 0)
             k1--;
-        if (k0 > 0)
-            memmove(tmp, tmp + k0, sizeof *tmp * (size_t)(k1 - k0));
+        const double *kept = tmp + k0;
         hi = lo + k1;
         lo += k0;
         if (sum <= 0) { /* footprint between samples: nearest pixel */
@@ -126,13 +133,14 @@ static void make_taps(taps *t, double *tmp, int in, int out, double x0, double l
                 lo = 0;
             hi = lo + 1;
             tmp[0] = sum = 1.0;
+            kept = tmp;
         }
         int slot = flip ? out - 1 - i : i;
         int32_t *w = t->w + (size_t)slot * t->n;
         int32_t total = 0;
         int big = 0;
         for (int k = 0; k < hi - lo; k++) {
-            w[k] = (int32_t)lround(tmp[k] / sum * one);
+            w[k] = round_weight(kept[k] / sum * one);
             total += w[k];
             if (w[k] > w[big])
                 big = k;
