@@ -11,14 +11,15 @@
  *
  * The vertical pass runs first, on whole source rows held in a ring of as
  * many rows as one output row reads, so an output row is produced as soon
- * as its last source row arrives and memory stays a few rows.  It is SIMD
- * (SSE2 pmaddwd on pairs of rows, 14-bit weights); the horizontal pass
- * then turns that one row into the output row, mirrored if asked: with
- * SSSE3 (checked at run time) four output pixels per step, each one
+ * as its last source row arrives and memory stays a few rows, and only
+ * the columns some output reads.  It is SIMD (pmaddwd on pairs of rows,
+ * 14-bit weights: AVX2 32 bytes a step, else SSE2 16); the horizontal pass
+ * then turns that one row into the output row, mirrored if asked: one
  * 16-byte load per 4 taps shuffled into channel pairs for pmaddwd, all
- * channels at once.  Vertical-first keeps the hard-to-vectorise horizontal
- * pass at out_h rows.  The scalar fallbacks do the same integer
- * arithmetic, so every machine gives the same bytes. */
+ * channels at once, two output pixels per AVX2 vector (else one per SSSE3
+ * vector), levels checked at run time.  Vertical-first keeps the
+ * hard-to-vectorise horizontal pass at out_h rows.  The scalar fallbacks
+ * do the same integer arithmetic, so every machine gives the same bytes. */
 #include "internal.h"
 
 #include <math.h>
