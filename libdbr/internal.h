@@ -216,8 +216,9 @@ int dbr__resizer_new(uint32_t sw, uint32_t sh, double bx, double by, double bw,
 unsigned char *dbr__resizer_row(dbr__resizer *r, uint32_t y);
 void dbr__resizer_finish(dbr__resizer *r);
 void dbr__resizer_free(dbr__resizer *r);
-/* Tests only: 0 makes the resize passes scalar, which must give the same
- * bytes as the SIMD ones; returns the previous setting (not thread-safe). */
-int dbr__resize_set_simd(int on);
+/* Tests only: caps the resize passes' SIMD at a level (0 scalar, 1 SSE2 and
+ * SSSE3, 2 AVX2; the default), all of which must give the same bytes;
+ * returns the previous cap (not thread-safe). */
+int dbr__resize_set_simd(int level);
 
 #endif /* DBR_INTERNAL_H */

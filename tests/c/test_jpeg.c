@@ -305,17 +305,21 @@ static void test_resize_simd_equals_scalar(void)
                     uint32_t dw = sizes[si][0], dh = sizes[si][1];
                     int interp = mode & 1 ? DBR_INTERP_AREA : DBR_INTERP_BILINEAR;
                     size_t n = (size_t)dw * dh * ch;
-                    memset(a, 1, n);
                     memset(b, 2, n);
-                    CHECK_RC(dbr__resize(src, SW, SH, (size_t)SW * ch, bx[0], bx[1], bx[2],
-                                         bx[3], a, dw, dh, (size_t)dw * ch, ch, interp,
-                                         mode >> 1), DBR_OK);
                     int was = dbr__resize_set_simd(0);
                     CHECK_RC(dbr__resize(src, SW, SH, (size_t)SW * ch, bx[0], bx[1], bx[2],
                                          bx[3], b, dw, dh, (size_t)dw * ch, ch, interp,
                                          mode >> 1), DBR_OK);
+                    /* Each SIMD level (SSE2/SSSE3, AVX2), where the CPU has it. */
+                    for (int level = 1; level <= 2; level++) {
+                        memset(a, 1, n);
+                        dbr__resize_set_simd(level);
+                        CHECK_RC(dbr__resize(src, SW, SH, (size_t)SW * ch, bx[0], bx[1],
+                                             bx[2], bx[3], a, dw, dh, (size_t)dw * ch, ch,
+                                             interp, mode >> 1), DBR_OK);
+                        CHECK(memcmp(a, b, n) == 0);
+                    }
                     dbr__resize_set_simd(was);
-                    CHECK(memcmp(a, b, n) == 0);
                 }
 }
 
