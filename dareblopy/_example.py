@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import struct
 import sys
+import threading
 from collections import namedtuple
 from typing import Dict, List, Sequence
 
@@ -356,6 +357,7 @@ class ArrayRecycler:
     def __init__(self, keep: int = 4):
         self._keep = max(1, int(keep))
         self._arrays: list = []
+        self._lock = threading.Lock()  # two threads must never get one array
         self._enabled = hasattr(sys, "getrefcount")
         # References that an unreferenced array shows in the loop below
         # (the list, the loop variable, getrefcount's argument): measured,
@@ -364,16 +366,21 @@ class ArrayRecycler:
         self._idle = min(sys.getrefcount(a) for a in probe) if self._enabled else 0
 
     def __call__(self, shape, dtype) -> np.ndarray:
-        if self._enabled:
-            for a in self._arrays:
+        if not self._enabled:
+            return np.empty(shape, dtype)
+        with self._lock:
+            for i in range(len(self._arrays)):
+                a = self._arrays[i]  # (enumerate's tuple would add a reference)
                 if sys.getrefcount(a) <= self._idle and a.shape == shape and a.dtype == dtype:
+                    # Handed out again: move it to the end, so the list
+                    # keeps the most recently used arrays.
+                    self._arrays.append(self._arrays.pop(i))
                     return a
-        arr = np.empty(shape, dtype)
-        if self._enabled:
+            arr = np.empty(shape, dtype)
             self._arrays.append(arr)
             if len(self._arrays) > self._keep:
                 self._arrays.pop(0)
-        return arr
+            return arr
 
 
 def _check_inplace(f, arr, index):

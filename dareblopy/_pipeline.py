@@ -22,19 +22,23 @@ def image_batch_transform(size: int = 224, train: bool = True, crop_fraction: fl
                           strict: bool = True) -> Callable:
     """A ``batch_transform(raws, rng_seed)`` for :class:`ShardedDataset` that
     decodes a list of JPEG buffers into an ``N x size x size x 3`` array."""
+    import numpy as np
+
+    from ._example import ArrayRecycler
     from ._jpeg import decode_jpeg_batch
 
+    # Batches are reused once the caller has let go of them (fresh
+    # multi-megabyte arrays cost page faults; see ArrayRecycler).
+    recycle = ArrayRecycler(keep=8)
     if train:
-        def transform(raws, rng_seed):
-            return decode_jpeg_batch(raws, size=(size, size), crop="random", flip="random",
-                                     seed=rng_seed, interp=interp, threads=threads,
-                                     fast=fast, strict=strict)
+        options = dict(crop="random", flip="random")
     else:
-        shorter = int(round(size / crop_fraction))
+        options = dict(crop="center", shorter=int(round(size / crop_fraction)))
 
-        def transform(raws, rng_seed):
-            return decode_jpeg_batch(raws, size=(size, size), crop="center", shorter=shorter,
-                                     interp=interp, threads=threads, fast=fast, strict=strict)
+    def transform(raws, rng_seed):
+        out = recycle((len(raws), size, size, 3), np.uint8)
+        return decode_jpeg_batch(raws, size=(size, size), out=out, seed=rng_seed, interp=interp,
+                                 threads=threads, fast=fast, strict=strict, **options)
     return transform
 
 
@@ -53,8 +57,11 @@ def image_classification_dataset(
     :func:`read_manifest_labels` or :func:`labels_from_parent_dirs`).
     Training shuffles, validation keeps the order, unless ``shuffle=`` is
     passed.  Other keywords go to :class:`ShardedDataset` (rank, world_size,
-    drop_last, on_error, worker_count, queue_size, ...)."""
+    drop_last, on_error, worker_count (default 2), queue_size, ...)."""
     dataset_kwargs.setdefault("shuffle", train)
+    # Two batches in flight: one is read and set up while the other decodes,
+    # which keeps both cores busy at batch boundaries (measured +5%).
+    dataset_kwargs.setdefault("worker_count", 2)
     return ShardedDataset(
         shards, batch_size, seed=seed, labels=labels,
         batch_transform=image_batch_transform(size, train, crop_fraction, interp, threads, fast),
