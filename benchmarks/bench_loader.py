@@ -9,7 +9,8 @@ warm.  Contenders read every file once per epoch and hand over batches:
   installed;
 - DareBlopy 0.0.5's data_loader with a collator that calls its
   open_as_bytes (Python 3.8 helper process);
-- dareblopy.data_loader with the same yielder and collator;
+- dareblopy.data_loader with the same yielder, whose collator reads the
+  batch with dareblopy.read_files (three C calls per batch);
 - dareblopy.ShardedDataset (shuffled, exact split, 2 threads);
 - dareblopy.torch.DataLoader(num_workers=2) over the same dataset.
 
@@ -20,8 +21,8 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (DATA_DIR, interleaved_medians, print_table, run_legacy,  # noqa: E402
-                     save_results)
+from _common import (DATA_DIR, interleaved_medians, print_table, readinto_limit,  # noqa: E402
+                     run_legacy, save_results)
 
 import dareblopy as db  # noqa: E402
 
@@ -56,7 +57,7 @@ def main():
                     out.append(fh.read())
 
     def read_batch(batch):
-        return [db.open_as_bytes(p) for p in batch]
+        return db.read_files(batch)  # one batch of C calls, the GIL released once per step
 
     def dbr_data_loader():
         for _ in db.data_loader(iter(batches_of(paths)), read_batch, worker_count=2,
@@ -66,13 +67,6 @@ def main():
     def dbr_sharded():
         for _ in db.ShardedDataset(shards, BATCH, seed=1, worker_count=2, queue_size=8):
             pass
-
-    buf = bytearray(32_000)
-
-    def limit():
-        for p in paths:
-            with open(p, "rb", buffering=0) as fh:
-                fh.readinto(buf)
 
     fns = {"python open().read() loop": python_loop,
            "dareblopy.data_loader (2 threads)": dbr_data_loader,
@@ -102,7 +96,7 @@ def main():
                 pass
         fns["torch DataLoader(num_workers=2) + open()"] = torch_loader
         fns["dareblopy.torch.DataLoader(num_workers=2)"] = dbr_torch
-    fns["open().readinto(prealloc) [limit]"] = limit
+    fns["open().readinto(prealloc) [limit]"] = readinto_limit(paths)
 
     t = interleaved_medians(fns, repeats=7, warmup=1)
     legacy = run_legacy(f"""

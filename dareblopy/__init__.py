@@ -12,7 +12,7 @@ from ._errors import (BufferTooSmallError, CorruptDataError, DbrError,
                       OutOfMemoryError, PermissionDbrError, ReadError,
                       UnsupportedError)
 from ._files import (File, FileSystem, Location, Mode, open_as_bytes,
-                     open_as_numpy_ubyte, readinto)
+                     open_as_numpy_ubyte, read_files, readinto)
 
 __version__ = _ffi.string(_lib.dbr_version_string()).decode()
 libdbr_version = _lib.dbr_version_number()

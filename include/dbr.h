@@ -208,6 +208,31 @@ DBR_API int dbr_vfs_stat(const dbr_vfs *vfs, const char *path,
 DBR_API int dbr_vfs_list(const dbr_vfs *vfs, const char *dir, char **out,
                          size_t *out_len, size_t *out_count);
 
+/* ---- Many files in one call -------------------------------------------- */
+
+/* Opens n paths in one call: OS paths, or VFS paths when vfs is not NULL.
+ * For each item, files[i] and sizes[i] receive its handle and size (NULL
+ * and 0 if it failed) and statuses[i] its status.  Returns DBR_OK if every
+ * item opened, else the status of the first failed item, whose detail
+ * dbr_last_error() then gives.  Release the handles with
+ * dbr_file_close_many.  Thread-safe (as dbr_file_open / dbr_vfs_open). */
+DBR_API int dbr_file_open_many(const dbr_vfs *vfs, const char *const *paths,
+                               size_t n, dbr_file **files, uint64_t *sizes,
+                               int *statuses);
+
+/* Reads files[i] whole into dsts[i] (capacity caps[i]) for every i with
+ * a non-NULL file, on up to `threads` threads (0 = one per CPU); out_lens[i]
+ * and statuses[i] receive each item's length and status (NULL files are
+ * skipped with their status left as it was).  Returns DBR_OK, or the status
+ * of the first failed item with its detail in dbr_last_error().  Bindings
+ * read a whole batch this way with their global lock released once. */
+DBR_API int dbr_file_read_many(dbr_file *const *files, size_t n,
+                               void *const *dsts, const size_t *caps,
+                               size_t *out_lens, int *statuses, int threads);
+
+/* Closes n handles; NULL entries are skipped. */
+DBR_API void dbr_file_close_many(dbr_file *const *files, size_t n);
+
 /* ---- ZIP archives ------------------------------------------------------- */
 
 /* (zip.c: reading, VFS mounting; zip_writer.c: writing) */

@@ -724,31 +724,15 @@ typedef struct batch {
     const size_t *lens;
     size_t n;
     dbr_feature_out *outs;
-    int rc;
-    size_t failed; /* lowest failing index */
-    char msg[512];
-    int lock;
+    dbr__batch_status status;
 } batch;
-
-void dbr__batch_note_failure(int *lock, int *rc_slot, size_t *failed, char *msg, size_t cap,
-                             int rc, size_t index)
-{
-    while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE))
-        ;
-    if (*rc_slot == DBR_OK || index < *failed) {
-        *rc_slot = rc;
-        *failed = index;
-        dbr__copy_last_error(msg, cap);
-    }
-    __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
-}
 
 static void parse_item(void *ctx, size_t i)
 {
     batch *b = ctx;
     int rc = dbr__example_parse_one(b->p, b->records[i], b->lens[i], i, b->n, b->outs, NULL);
     if (rc != DBR_OK)
-        dbr__batch_note_failure(&b->lock, &b->rc, &b->failed, b->msg, sizeof b->msg, rc, i);
+        dbr__batch_fail(&b->status, rc, i);
 }
 
 int dbr__example_all_direct(const dbr_example_parser *p)
@@ -764,15 +748,16 @@ int dbr_example_parse(const dbr_example_parser *p, const void *const *records,
 {
     if (!p || (n && (!records || !lens || !outs)))
         return dbr__fail(DBR_E_ARG, "dbr_example_parse: NULL argument");
-    batch b = {p, records, lens, n, outs, DBR_OK, 0, {0}, 0};
+    batch b = {p, records, lens, n, outs, DBR__BATCH_STATUS_INIT};
     /* Variable outputs append in record order, so only direct specs fan out. */
     if (threads != 1 && n > 1 && dbr__example_all_direct(p)) {
         dbr__parallel_for(n, threads, parse_item, &b);
     } else {
-        for (size_t i = 0; i < n && b.rc == DBR_OK; i++)
+        for (size_t i = 0; i < n && b.status.rc == DBR_OK; i++)
             parse_item(&b, i);
     }
-    if (b.rc != DBR_OK)
-        return dbr__fail(b.rc, "record %zu of the batch: %s", b.failed, b.msg);
+    if (b.status.rc != DBR_OK)
+        return dbr__fail(b.status.rc, "record %zu of the batch: %s", b.status.index,
+                         b.status.msg);
     return DBR_OK;
 }

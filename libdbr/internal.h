@@ -89,6 +89,26 @@ void dbr__parallel_for(size_t count, int threads,
 /* Number of online CPUs (at least 1). */
 int dbr__cpu_count(void);
 
+/* The outcome of a batch as its caller reports it: the failure of the
+ * lowest-numbered failed item, whichever thread ran it (a worker's
+ * dbr_last_error() is its own, so the detail is copied here). */
+typedef struct dbr__batch_status {
+    int lock;       /* spin lock: failures are rare, the critical part a copy */
+    int rc;         /* DBR_OK, or the status of item `index`                   */
+    size_t index;
+    char msg[768];
+} dbr__batch_status;
+
+#define DBR__BATCH_STATUS_INIT {0, DBR_OK, 0, {0}}
+
+/* Records that item index failed with rc; call it on the worker right after
+ * the failure, while dbr_last_error() still holds the detail. */
+void dbr__batch_fail(dbr__batch_status *status, int rc, size_t index);
+
+/* DBR_OK, or the recorded failure re-recorded on the calling thread (with
+ * "batch item N: " before the detail when name_index is set). */
+int dbr__batch_result(const dbr__batch_status *status, int name_index);
+
 /* ---- ZIP archives (zip.c, zip_vfs.c) ---- */
 
 /* The fd behind a file (-1 for memory-backed files) and the offset of the
@@ -156,9 +176,6 @@ unsigned char *dbr__example_slot(const dbr_example_parser *p, size_t feature, si
                                  size_t n, const dbr_feature_out *outs, size_t *bytes);
 /* 1 if every feature writes straight into dst (batches may fan out). */
 int dbr__example_all_direct(const dbr_example_parser *p);
-/* Keeps the failure of the lowest item index of a parallel batch. */
-void dbr__batch_note_failure(int *lock, int *rc_slot, size_t *failed, char *msg, size_t cap,
-                             int rc, size_t index);
 
 
 /* ---- JPEG (jpeg.c) ---- */

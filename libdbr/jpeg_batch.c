@@ -4,7 +4,6 @@
  * lock once, and every item's outcome lands in per-index arrays. */
 #include "internal.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,10 +21,7 @@ typedef struct batch {
     dbr_jpeg_result *results;
     char *messages;
     size_t message_cap;
-    pthread_mutex_t lock; /* guards the first failure below */
-    size_t failed_index;
-    int failed_rc;
-    char failed_msg[512];
+    dbr__batch_status status;
 } batch;
 
 /* Reads a file into memory unless it already is in memory (a decompressed
@@ -83,13 +79,7 @@ static void decode_one(void *ctx, size_t i)
     dbr_file_close(file);
     if (rc != DBR_OK) {
         memset(slot, 0, b->item_bytes);
-        pthread_mutex_lock(&b->lock);
-        if (b->failed_rc == DBR_OK || i < b->failed_index) {
-            b->failed_rc = rc;
-            b->failed_index = i;
-            dbr__copy_last_error(b->failed_msg, sizeof b->failed_msg);
-        }
-        pthread_mutex_unlock(&b->lock);
+        dbr__batch_fail(&b->status, rc, i);
     }
     if (b->statuses)
         b->statuses[i] = rc;
@@ -121,13 +111,9 @@ static int run_batch(batch *b, size_t n, void *dst, size_t cap, int threads)
         return dbr__fail(DBR_E_TOO_SMALL, "JPEG batch: %zu items of %ux%ux%zu need %zu "
                          "bytes, got %zu", n, c->out_h, c->out_w, ch, n * b->item_bytes, cap);
     b->dst = dst;
-    b->failed_rc = DBR_OK;
-    pthread_mutex_init(&b->lock, NULL);
+    b->status = (dbr__batch_status)DBR__BATCH_STATUS_INIT;
     dbr__parallel_for(n, threads, decode_one, b);
-    pthread_mutex_destroy(&b->lock);
-    if (b->failed_rc != DBR_OK)
-        return dbr__fail(b->failed_rc, "batch item %zu: %s", b->failed_index, b->failed_msg);
-    return DBR_OK;
+    return dbr__batch_result(&b->status, 1);
 }
 
 int dbr_jpeg_decode_batch(size_t n, const void *const *srcs, const size_t *lens,

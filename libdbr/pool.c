@@ -3,7 +3,8 @@
  * Threads are started per batch rather than kept in a global pool: a batch
  * (tens of JPEGs, hundreds of records) costs milliseconds, thread start-up
  * tens of microseconds, and no global state means nothing to repair in a
- * forked child (DataLoader workers fork). */
+ * forked child (DataLoader workers fork).  dbr__batch_status carries the
+ * first failure of a batch back to its caller. */
 #include "internal.h"
 
 #include <pthread.h>
@@ -55,4 +56,25 @@ void dbr__parallel_for(size_t count, int threads,
     worker(&b);
     for (int t = 0; t < started; t++)
         pthread_join(ids[t], NULL);
+}
+
+void dbr__batch_fail(dbr__batch_status *status, int rc, size_t index)
+{
+    while (__atomic_exchange_n(&status->lock, 1, __ATOMIC_ACQUIRE))
+        ;
+    if (status->rc == DBR_OK || index < status->index) {
+        status->rc = rc;
+        status->index = index;
+        dbr__copy_last_error(status->msg, sizeof status->msg);
+    }
+    __atomic_store_n(&status->lock, 0, __ATOMIC_RELEASE);
+}
+
+int dbr__batch_result(const dbr__batch_status *status, int name_index)
+{
+    if (status->rc == DBR_OK)
+        return DBR_OK;
+    if (name_index)
+        return dbr__fail(status->rc, "batch item %zu: %s", status->index, status->msg);
+    return dbr__fail(status->rc, "%s", status->msg);
 }

@@ -459,9 +459,7 @@ typedef struct parse_batch {
     size_t n;
     int verify;
     dbr_feature_out *outs;
-    int rc, lock;
-    size_t failed;
-    char msg[768];
+    dbr__batch_status status;
     /* Frame buffers, one per thread that can run at once, kept for the
      * whole batch: a fresh buffer per record would be fresh pages per
      * record, each faulted in by the kernel. */
@@ -579,7 +577,7 @@ static void read_parse_item(void *ctx, size_t i)
     }
     __atomic_store_n(&sc->busy, 0, __ATOMIC_RELEASE);
     if (rc != DBR_OK)
-        dbr__batch_note_failure(&b->lock, &b->rc, &b->failed, b->msg, sizeof b->msg, rc, i);
+        dbr__batch_fail(&b->status, rc, i);
 }
 
 int dbr_tfrecord_parse_at(const dbr_example_parser *parser, const dbr_file *const *files,
@@ -591,8 +589,8 @@ int dbr_tfrecord_parse_at(const dbr_example_parser *parser, const dbr_file *cons
     for (size_t i = 0; i < n; i++)
         if (!files[i])
             return dbr__fail(DBR_E_ARG, "dbr_tfrecord_parse_at: file %zu is NULL", i);
-    parse_batch batch = {parser, files, offsets, frame_lengths, n, verify_crc, outs, DBR_OK, 0,
-                         0, {0}, {{NULL, 0, 0}}}, *b = &batch;
+    parse_batch batch = {parser, files, offsets, frame_lengths, n, verify_crc, outs,
+                         DBR__BATCH_STATUS_INIT, {{NULL, 0, 0}}}, *b = &batch;
     if (threads <= 0)
         threads = dbr__cpu_count();
     if (threads > MAX_SCRATCH)
@@ -600,10 +598,10 @@ int dbr_tfrecord_parse_at(const dbr_example_parser *parser, const dbr_file *cons
     if (threads != 1 && n > 1 && dbr__example_all_direct(parser)) {
         dbr__parallel_for(n, threads, read_parse_item, b);
     } else {
-        for (size_t i = 0; i < n && b->rc == DBR_OK; i++)
+        for (size_t i = 0; i < n && b->status.rc == DBR_OK; i++)
             read_parse_item(b, i);
     }
     for (size_t k = 0; k < MAX_SCRATCH; k++)
         free(b->bufs[k].data);
-    return b->rc == DBR_OK ? DBR_OK : dbr__fail(b->rc, "%s", b->msg);
+    return dbr__batch_result(&b->status, 0);
 }

@@ -870,9 +870,7 @@ typedef struct read_batch {
     const size_t *caps;
     size_t *out_lens;
     int *statuses;
-    size_t first_failed;       /* lowest failed item, under lock-free min */
-    char detail[512];          /* its error text                          */
-    int detail_lock;
+    dbr__batch_status status;
 } read_batch;
 
 static void read_one(void *ctx, size_t i)
@@ -880,17 +878,8 @@ static void read_one(void *ctx, size_t i)
     read_batch *b = ctx;
     int rc = dbr_zip_read(b->zip, b->indices[i], b->dsts[i], b->caps[i], &b->out_lens[i]);
     b->statuses[i] = rc;
-    if (rc == DBR_OK)
-        return;
-    /* Keep the detail of the lowest failed item (a spin lock: failures are
-     * rare and the critical section is a copy). */
-    while (__atomic_exchange_n(&b->detail_lock, 1, __ATOMIC_ACQUIRE))
-        ;
-    if (i < b->first_failed) {
-        b->first_failed = i;
-        dbr__copy_last_error(b->detail, sizeof b->detail);
-    }
-    __atomic_store_n(&b->detail_lock, 0, __ATOMIC_RELEASE);
+    if (rc != DBR_OK)
+        dbr__batch_fail(&b->status, rc, i);
 }
 
 int dbr_zip_read_many(const dbr_zip *zip, const size_t *indices, size_t count,
@@ -899,11 +888,9 @@ int dbr_zip_read_many(const dbr_zip *zip, const size_t *indices, size_t count,
 {
     if (!zip || (count && (!indices || !dsts || !caps || !out_lens || !statuses)))
         return dbr__fail(DBR_E_ARG, "dbr_zip_read_many: NULL argument");
-    read_batch b = {zip, indices, dsts, caps, out_lens, statuses, SIZE_MAX, {0}, 0};
+    read_batch b = {zip, indices, dsts, caps, out_lens, statuses, DBR__BATCH_STATUS_INIT};
     dbr__parallel_for(count, threads, read_one, &b);
-    if (b.first_failed == SIZE_MAX)
-        return DBR_OK;
-    return dbr__fail(statuses[b.first_failed], "%s", b.detail);
+    return dbr__batch_result(&b.status, 0);
 }
 
 int dbr_zip_open_entry(const dbr_zip *zip, size_t index, dbr_file **out)

@@ -85,6 +85,26 @@ int main(void)
     CHECK(got == 3 && memcmp(buf, "bcd", 3) == 0);
     dbr_file_close(f);
 
+    /* Many files in one call: open (one missing), read, close. */
+    const char *many[3] = {path, missing, path};
+    dbr_file *files[3];
+    uint64_t sizes[3];
+    int statuses[3];
+    CHECK_RC(dbr_file_open_many(NULL, many, 3, files, sizes, statuses), DBR_E_NOT_FOUND);
+    CHECK(strstr(dbr_last_error(), "missing.bin") != NULL);
+    CHECK(statuses[0] == DBR_OK && statuses[1] == DBR_E_NOT_FOUND && statuses[2] == DBR_OK);
+    CHECK(sizes[0] == 1000 && files[1] == NULL && sizes[1] == 0);
+    unsigned char a[1000], c[10];
+    void *dsts[3] = {a, NULL, c};
+    size_t caps[3] = {sizeof a, 0, sizeof c}, lens[3] = {0, 0, 0};
+    CHECK_RC(dbr_file_read_many(files, 3, dsts, caps, lens, statuses, 2), DBR_E_TOO_SMALL);
+    CHECK(statuses[0] == DBR_OK && lens[0] == 1000 && a[999] == 999 % 256);
+    CHECK(statuses[1] == DBR_E_NOT_FOUND); /* skipped, left as it was */
+    CHECK(statuses[2] == DBR_E_TOO_SMALL && lens[2] == 1000);
+    dbr_file_close_many(files, 3);
+    dbr_file_close_many(NULL, 3);
+    CHECK_RC(dbr_file_open_many(NULL, NULL, 1, files, sizes, statuses), DBR_E_ARG);
+
     unlink(path);
     rmdir(dir);
     return check_report("test_file");

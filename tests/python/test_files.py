@@ -256,3 +256,26 @@ def test_cdefs_come_from_the_header():
     assert "#if" not in out and "DBR_API" not in out and "#define X" not in out
     with pytest.raises(ImportError, match="markers"):
         cdefs_from_header("int f(void);")
+
+
+def test_read_files_batches_os_and_vfs_paths(tree):
+    paths = [tree / "a" / "x.bin", tree / "b" / "y.txt", tree / "a" / "sub" / "z.txt"]
+    expected = [p.read_bytes() for p in paths]
+    assert db.read_files(paths) == expected
+    assert db.read_files(paths, threads=2) == expected
+    assert db.read_files([]) == []
+    fs = db.FileSystem()
+    fs.push_search_path(tree / "a")
+    fs.push_search_path(tree / "b")
+    assert fs.read_many(["x.bin", "y.txt", "sub/z.txt"]) == expected
+    # Failures: the first raises, or each is returned in its place.
+    with pytest.raises(FileNotFoundError, match="missing.bin"):
+        db.read_files([paths[0], tree / "missing.bin"])
+    got = db.read_files([tree / "missing.bin", paths[1], tree / "a"], errors="return")
+    assert isinstance(got[0], FileNotFoundError) and "missing.bin" in str(got[0])
+    assert got[1] == expected[1]
+    assert isinstance(got[2], IsADirectoryError)
+    with pytest.raises(ValueError, match="climbs above the root"):
+        fs.read_many(["../secret.txt"])
+    with pytest.raises(ValueError, match="errors must be"):
+        db.read_files(paths, errors="ignore")
