@@ -31,13 +31,19 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def is_ours(name: str) -> bool:
+    """dareblopy's rows: named so, or variants listed under one ("  same, ...")."""
+    name = name.strip()
+    return "0.0.5" not in name and (name.startswith(("dareblopy", "same,", "decode_jpeg")))
+
+
 def chart(table: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [r for r in table["rows"] if r["speed"]]
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.8))
-    colors = ["#d62728" if r["name"].startswith("dareblopy") else
+    colors = ["#d62728" if is_ours(r["name"]) else
               "#7f7f7f" if "limit" in r["name"] or "floor" in r["name"] else "#1f77b4"
               for r in rows]
     ax.barh([r["name"] for r in rows], [r["speed"] for r in rows], color=colors)

@@ -454,13 +454,15 @@ class ParsedRecordYielderRandomized:
     checks and parses the whole batch, on several threads, with large uint8
     values read from the file straight into the arrays.
 
-    The arrays of a batch are reused for a later batch only once the caller
-    has dropped every reference to them (see ``ArrayRecycler``); pass
-    ``reuse_arrays=False`` for fresh arrays every time."""
+    Each batch gets fresh arrays.  ``reuse_arrays=True`` reuses the arrays
+    of a batch once the caller has dropped every reference to them (see
+    ``ArrayRecycler``); measured here it did not pay (batches of several MB
+    get transparent huge pages, so fresh memory faults in cheaply), but it
+    may where page faults are dear."""
 
     def __init__(self, parser: RecordParser, filenames: Sequence, buffer_size: int = 1000,
                  seed: int = None, epoch: int = 0, compression=None,
-                 reuse_arrays: bool = True):
+                 reuse_arrays: bool = False):
         self.parser = parser
         self._yielder = RecordYielderRandomized(filenames, buffer_size, seed, epoch, compression)
         self._alloc = ArrayRecycler() if reuse_arrays else np.empty
@@ -494,11 +496,10 @@ class TFRecordsDatasetIterator:
 
 class ParsedTFRecordsDatasetIterator:
     """Batches of parsed arrays in a random order: one C call per batch.
-    Arrays the caller has dropped are reused (``reuse_arrays``, see
-    ParsedRecordYielderRandomized)."""
+    ``reuse_arrays``: see ParsedRecordYielderRandomized."""
 
     def __init__(self, filenames, features, batch_size, buffer_size=1000, seed=None, epoch=0,
-                 compression=None, reuse_arrays: bool = True):
+                 compression=None, reuse_arrays: bool = False):
         self.parser = features if isinstance(features, RecordParser) else \
             RecordParser(features, True)
         self.record_yielder = ParsedRecordYielderRandomized(
