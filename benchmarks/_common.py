@@ -36,10 +36,10 @@ def median_time(fn: Callable[[], object], repeats: int = 15, warmup: int = 2) ->
     return statistics.median(times)
 
 
-def interleaved_medians(fns: Dict[str, Callable[[], object]], repeats: int = 15,
-                        warmup: int = 2) -> Dict[str, float]:
-    """Median time of each function, with the runs interleaved (A B C A B C
-    ...) so that machine noise hits every contender alike."""
+def interleaved_times(fns: Dict[str, Callable[[], object]], repeats: int = 15,
+                      warmup: int = 2) -> Dict[str, List[float]]:
+    """Every run's time of each function, with the runs interleaved (A B C
+    A B C ...) so that machine noise hits every contender alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -49,7 +49,20 @@ def interleaved_medians(fns: Dict[str, Callable[[], object]], repeats: int = 15,
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def interleaved_medians(fns: Dict[str, Callable[[], object]], repeats: int = 15,
+                        warmup: int = 2) -> Dict[str, float]:
+    """Median time of each function over interleaved runs."""
+    return {name: statistics.median(t)
+            for name, t in interleaved_times(fns, repeats, warmup).items()}
+
+
+def paired_ratio(a: List[float], b: List[float]) -> float:
+    """Median over rounds of a[i] / b[i]: for two contenders of one
+    interleaved run, robust to the machine drifting between rounds."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def readinto_limit(paths: List[str]) -> Callable[[], None]:

@@ -18,14 +18,15 @@ pipe (the round trip adds well under 0.1 us per image).
 import io
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import (DATA_DIR, interleaved_medians, print_table, run_legacy,  # noqa: E402
-                     save_results)
+from _common import (DATA_DIR, interleaved_medians, interleaved_times, paired_ratio,  # noqa: E402
+                     print_table, run_legacy, save_results)
 import photos  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -34,7 +35,7 @@ import dareblopy as db  # noqa: E402
 
 COUNT_256 = 200
 COUNT_RRC = 100
-REPEATS = 15
+REPEATS = 25
 FLOOR = "C loop over libjpeg-turbo [limit]"
 
 
@@ -132,7 +133,8 @@ def bench_single(exe):
     if exe:
         proc, fns[FLOOR] = start_floor(exe, names)
     try:
-        t = interleaved_medians(fns, repeats=REPEATS)
+        runs = interleaved_times(fns, repeats=REPEATS)
+        t = {k: statistics.median(v) for k, v in runs.items()}
     finally:
         if proc:
             proc.stdin.close()
@@ -161,12 +163,15 @@ print(json.dumps({{"seconds": median_time(run, repeats={REPEATS})}}))
     ours = t["dareblopy.decode_jpeg(bytes)"]
     summary = {"per_image_seconds": {r["name"]: (r["seconds"] / COUNT_256 if r["seconds"] else None)
                                      for r in rows}}
+    # Ratios are paired per interleaved round (the machine drifts between rounds).
+    mine = runs["dareblopy.decode_jpeg(bytes)"]
     if floor:
-        summary["ratio_to_c_floor"] = ours / floor
-        print(f"dareblopy.decode_jpeg / C loop = {ours / floor:.3f}x the time (bar: <= 1.10)")
-        print(f"  with out=: {t['dareblopy.decode_jpeg(bytes, out=)'] / floor:.3f}x")
+        ratio = paired_ratio(mine, runs[FLOOR])
+        summary["ratio_to_c_floor"] = ratio
+        print(f"dareblopy.decode_jpeg / C loop = {ratio:.3f}x the time (bar: <= 1.10)")
+        print(f"  with out=: {paired_ratio(runs['dareblopy.decode_jpeg(bytes, out=)'], runs[FLOOR]):.3f}x")
     if Image:
-        speed = t["Pillow open+convert('RGB')+asarray"] / ours
+        speed = paired_ratio(runs["Pillow open+convert('RGB')+asarray"], mine)
         summary["speedup_vs_pillow"] = speed
         print(f"dareblopy.decode_jpeg is {speed:.2f}x faster than Pillow (bar: >= 1.5)")
     return blobs, summary

@@ -101,3 +101,45 @@ def encode_path(path) -> bytes:
     if b"\0" in raw:
         raise InvalidArgumentError(f"path {path!r} contains a NUL byte")
     return raw
+
+
+class ArrayRecycler:
+    """Makes output arrays, reusing one handed out before once nothing but
+    the recycler refers to it any more (no variable, view, tensor or buffer
+    of the caller's): a batch the caller still holds, or anything made from
+    it without a copy, is never overwritten.
+
+    Why: a fresh multi-megabyte array is fresh memory, which the kernel
+    zero-fills page by page on first touch; for 200 KB images that costs as
+    much as the copy out of the page cache.  Reuse keeps the pages mapped
+    and warm, as ``readinto`` into one preallocated buffer does.  At most
+    ``keep`` arrays are held; on interpreters without reference counts
+    (``sys.getrefcount``) every array is new."""
+
+    def __init__(self, keep: int = 4):
+        self._keep = max(1, int(keep))
+        self._arrays: list = []
+        self._lock = threading.Lock()  # two threads must never get one array
+        self._enabled = hasattr(sys, "getrefcount")
+        # References that an unreferenced array shows in the loop below
+        # (the list, the loop variable, getrefcount's argument): measured,
+        # not assumed, because interpreters differ.
+        probe = [np.empty(0)]
+        self._idle = min(sys.getrefcount(a) for a in probe) if self._enabled else 0
+
+    def __call__(self, shape, dtype) -> np.ndarray:
+        if not self._enabled:
+            return np.empty(shape, dtype)
+        with self._lock:
+            for i in range(len(self._arrays)):
+                a = self._arrays[i]  # (enumerate's tuple would add a reference)
+                if sys.getrefcount(a) <= self._idle and a.shape == shape and a.dtype == dtype:
+                    # Handed out again: move it to the end, so the list
+                    # keeps the most recently used arrays.
+                    self._arrays.append(self._arrays.pop(i))
+                    return a
+            arr = np.empty(shape, dtype)
+            self._arrays.append(arr)
+            if len(self._arrays) > self._keep:
+                self._arrays.pop(0)
+            return arr

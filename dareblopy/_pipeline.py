@@ -24,7 +24,7 @@ def image_batch_transform(size: int = 224, train: bool = True, crop_fraction: fl
     decodes a list of JPEG buffers into an ``N x size x size x 3`` array."""
     import numpy as np
 
-    from ._example import ArrayRecycler
+    from ._buffers import ArrayRecycler
     from ._jpeg import decode_jpeg_batch
 
     # Batches are reused once the caller has let go of them (fresh

@@ -21,9 +21,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ._buffers import encode_path, new_bytes
+from ._buffers import ArrayRecycler, encode_path, new_bytes
 from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_code
-from ._example import ArrayRecycler, RecordParser
+from ._example import RecordParser
 from ._ffi import ffi, lib
 from ._files import File
 from ._shuffle import SplitMix64, permutation
