@@ -297,25 +297,29 @@ class FileSystem:
             check(lib.dbr_vfs_mount_dir(self._v(), encode_path(path)))
             self._mounted.append(None)
 
-    def pop_search_path(self) -> None:
-        """Removes the most recently added search path (directory)."""
+    def _unmount_dirs(self, limit: Optional[int]) -> int:
+        """Removes up to ``limit`` (None: all) directory mounts, newest
+        first; returns how many went."""
+        removed = 0
         with self._lock:
             v = self._v()
             for index in reversed(range(lib.dbr_vfs_mount_count(v))):
+                if limit is not None and removed == limit:
+                    break
                 if lib.dbr_vfs_mount_is_dir(v, index) == 1:
                     check(lib.dbr_vfs_unmount(v, index))
                     del self._mounted[index]
-                    return
+                    removed += 1
+        return removed
+
+    def pop_search_path(self) -> None:
+        """Removes the most recently added search path (directory)."""
+        if not self._unmount_dirs(1):
             raise IndexError("pop_search_path: no search path to pop")
 
     def clear_search_paths(self) -> None:
         """Removes every search path (directories); mounted archives stay."""
-        with self._lock:
-            v = self._v()
-            for index in reversed(range(lib.dbr_vfs_mount_count(v))):
-                if lib.dbr_vfs_mount_is_dir(v, index) == 1:
-                    check(lib.dbr_vfs_unmount(v, index))
-                    del self._mounted[index]
+        self._unmount_dirs(None)
 
     def mount_archive(self, archive) -> None:
         """Mounts an archive (see :func:`open_zip_archive`) after the
