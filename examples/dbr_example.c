@@ -5,9 +5,10 @@
  * Build against an installed libdbr with pkg-config alone:
  *     cc -std=c99 dbr_example.c $(pkg-config --cflags --libs dbr) -o dbr_example
  * Run:
- *     ./dbr_example ARCHIVE.zip ENTRY.jpg FILE.tfrecord
- * The TFRecord file holds Examples with an int64 feature "label" and a
- * bytes feature "name" (make_fixtures.py writes such files).
+ *     ./dbr_example ARCHIVE.zip ENTRY.jpg DIR FILE.tfrecord
+ * FILE.tfrecord is read through a VFS with DIR mounted; it holds Examples
+ * with an int64 feature "label" and a bytes feature "name"
+ * (make_fixtures.py writes such files).
  */
 #include <dbr.h>
 
@@ -82,14 +83,22 @@ static int list_and_decode(const char *archive_path, const char *jpeg_name)
     return 0;
 }
 
-static int parse_tfrecord(const char *path)
+static int parse_tfrecord(const char *dir, const char *path)
 {
+    dbr_vfs *vfs = NULL;
     dbr_file *file = NULL;
     dbr_tfrecord_reader *reader = NULL;
     dbr_example_parser *parser = NULL;
-    int rc = dbr_file_open(path, &file);
+    /* A VFS with one directory mounted: path is relative to it and can
+     * never climb out of it. */
+    int rc = dbr_vfs_create(&vfs);
+    if (rc == DBR_OK)
+        rc = dbr_vfs_mount_dir(vfs, dir);
+    if (rc == DBR_OK)
+        rc = dbr_vfs_open(vfs, path, &file);
+    dbr_vfs_free(vfs); /* open files stay readable */
     if (rc != DBR_OK)
-        return fail("open tfrecord", rc);
+        return fail("open tfrecord through the VFS", rc);
     rc = dbr_tfrecord_reader_open(file, DBR_TFRECORD_NONE, 1, 0, &reader);
     if (rc == DBR_OK)
         rc = dbr_example_parser_create(0, &parser);
@@ -125,13 +134,13 @@ static int parse_tfrecord(const char *path)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s ARCHIVE.zip ENTRY.jpg FILE.tfrecord\n", argv[0]);
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s ARCHIVE.zip ENTRY.jpg DIR FILE.tfrecord\n", argv[0]);
         return 2;
     }
     printf("libdbr %s (header %d, library %d)\n", dbr_version_string(), DBR_VERSION_NUMBER,
            dbr_version_number());
     if (dbr_version_number() != DBR_VERSION_NUMBER)
         return 1;
-    return list_and_decode(argv[1], argv[2]) || parse_tfrecord(argv[3]);
+    return list_and_decode(argv[1], argv[2]) || parse_tfrecord(argv[3], argv[4]);
 }
