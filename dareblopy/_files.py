@@ -156,6 +156,18 @@ def _open_os(raw_path: bytes):
     return out[0]
 
 
+def _bytes_then_close(rc: int, cell) -> bytes:
+    """The whole file just opened into ``cell`` (status ``rc``), as bytes;
+    the handle is closed either way."""
+    if rc < 0:
+        raise error_from_code(rc)
+    handle = cell[0]
+    try:
+        return read_whole_as_bytes(handle)
+    finally:
+        _file_close(handle)
+
+
 def read_whole_as_bytes(handle) -> bytes:
     size = _file_size(handle)
     obj = new_bytes(size)
@@ -178,14 +190,7 @@ def read_whole_as_numpy(handle, shape, out) -> np.ndarray:
 def open_as_bytes(path: PathLike) -> bytes:
     """Reads an OS file into ``bytes`` with no intermediate copy."""
     out = cells.file
-    rc = _file_open(encode_path(path), out)
-    if rc < 0:
-        raise error_from_code(rc)
-    handle = out[0]
-    try:
-        return read_whole_as_bytes(handle)
-    finally:
-        _file_close(handle)
+    return _bytes_then_close(_file_open(encode_path(path), out), out)
 
 
 def open_as_numpy_ubyte(path: PathLike, shape=None, out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -380,16 +385,8 @@ class FileSystem:
         raw = encode_path(location)
         out = cells.file
         if _vfs_mount_count(self._v()) == 0:
-            rc = _file_open(raw, out)
-        else:
-            rc = _vfs_open(self._vfs, raw, out)
-        if rc < 0:
-            raise error_from_code(rc)
-        handle = out[0]
-        try:
-            return read_whole_as_bytes(handle)
-        finally:
-            _file_close(handle)
+            return _bytes_then_close(_file_open(raw, out), out)
+        return _bytes_then_close(_vfs_open(self._vfs, raw, out), out)
 
     def read_many(self, locations: Sequence[PathLike], threads: int = 1) -> List[bytes]:
         """Whole files as ``bytes``, in one batch (see :func:`read_files`)."""
