@@ -12,14 +12,14 @@ do not depend on the number of threads or DataLoader workers.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 from ._dataset import ShardedDataset, ShardReader
 
 
 def image_batch_transform(size: int = 224, train: bool = True, crop_fraction: float = 0.875,
                           interp: str = "bilinear", threads: int = 0, fast: bool = False,
-                          strict: bool = True) -> Callable:
+                          strict: Optional[bool] = None) -> Callable:
     """A ``batch_transform(raws, rng_seed)`` for :class:`ShardedDataset` that
     decodes a list of JPEG buffers into an ``N x size x size x 3`` array."""
     import numpy as np
