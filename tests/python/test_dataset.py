@@ -417,7 +417,7 @@ def test_deprecated_names_still_work(tree):
     with pytest.warns(DeprecationWarning, match="partition"):
         old = list(make(tree, seed=2).iter_partition(0, 0, worker=1, num_workers=2))
     assert keys_of(old) == keys_of(make(tree, seed=2).iter_partition(0, 0, 1, 2))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError), pytest.warns(DeprecationWarning):
         make(tree, worker_count=2, loader_threads=2)
 
 
