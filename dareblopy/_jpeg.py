@@ -357,22 +357,22 @@ def decode_jpeg_batch(buffers: Sequence, size=None, out: Optional[np.ndarray] = 
 _BATCH_OPTIONS = dict(size=None, out=None, mode="RGB", crop=None, interp="bilinear",
                       flip=False, seed=0, index_offset=0, scale=(0.08, 1.0),
                       ratio=(3 / 4, 4 / 3), shorter=None, box=None, strict=None, fast=False,
-                      apply_orientation=False, max_pixels=None, threads=0, errors="raise")
+                      apply_orientation=False, max_pixels=None, threads=0)
 
 
-def _batch_options(what, kwargs):
+def _batch_options(what, kwargs, errors):
     unknown = set(kwargs) - set(_BATCH_OPTIONS)
     if unknown:
         raise TypeError(f"{what}: unexpected arguments {sorted(unknown)}")
-    return {**_BATCH_OPTIONS, **kwargs}
+    return {**_BATCH_OPTIONS, **kwargs, "errors": errors}
 
 
-def decode_jpeg_files(paths: Sequence, filesystem=None, **kwargs):
+def decode_jpeg_files(paths: Sequence, filesystem=None, *, errors: str = "raise", **kwargs):
     """Like :func:`decode_jpeg_batch` (same keyword options, errors="return"
     included), for files: OS paths, or paths in a :class:`FileSystem`
     (directories and mounted archives).  Each C worker reads its own file,
     so reading overlaps decoding."""
-    options = _batch_options("decode_jpeg_files", kwargs)
+    options = _batch_options("decode_jpeg_files", kwargs, errors)
     strings = [ffi.new("char[]", encode_path(p)) for p in paths]  # kept alive here
     cpaths = ffi.new("char *[]", strings)
     n = len(strings)
@@ -391,7 +391,7 @@ def decode_jpeg_files(paths: Sequence, filesystem=None, **kwargs):
     return _run_batch(call, n, first_size, **options)
 
 
-def decode_jpeg_entries(archive, entries: Sequence, **kwargs):
+def decode_jpeg_entries(archive, entries: Sequence, *, errors: str = "raise", **kwargs):
     """Like :func:`decode_jpeg_batch` (same keyword options, errors="return"
     included), for entries of an :class:`Archive`, given by index (ints, as
     in ``archive.infolist()``) or by name.  C workers read each entry
@@ -399,7 +399,7 @@ def decode_jpeg_entries(archive, entries: Sequence, **kwargs):
     decode it into the batch array: the compressed bytes never become
     Python objects, and reading overlaps decoding.  Refused items' messages
     name the archive and the entry."""
-    options = _batch_options("decode_jpeg_entries", kwargs)
+    options = _batch_options("decode_jpeg_entries", kwargs, errors)
     h = archive._h()
     indices = [int(e) if isinstance(e, (int, np.integer)) else archive._index(e)
                for e in entries]
