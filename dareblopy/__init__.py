@@ -38,8 +38,9 @@ NONE, GZIP, ZLIB = Compression.NONE, Compression.GZIP, Compression.ZLIB
 
 # ---- data loading
 from ._loader import DataLoaderIterator, data_loader
-from ._dataset import (DirectoryShard, IndexedSamples, ShardedDataset, ShardReader,
-                       TFRecordShard, ZipShard, directory_shards, labels_from_parent_dirs,
-                       read_label_file, tfrecord_shards, zip_shards)
+from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipShard,
+                      directory_shards, tfrecord_shards, zip_shards)
+from ._labels import labels_from_parent_dirs, read_label_file
+from ._dataset import IndexedSamples, ShardedDataset
 from ._pack import read_manifest_labels
 from ._pipeline import image_batch_transform, image_classification_dataset

@@ -30,7 +30,7 @@ import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ._atomic import atomic_write
-from ._dataset import name_label_lines
+from ._labels import name_label_lines
 from ._shuffle import permutation
 
 # Suffixes of files that are compressed already: deflating them again costs
