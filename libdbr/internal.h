@@ -219,6 +219,9 @@ int dbr__jpeg_decode_planned(const void *src, size_t len,
                              size_t pitch, dbr__row_sink sink, void *sink_ctx,
                              uint32_t *warnings);
 
+/* DBR_OK, or DBR_E_ARG with the reason, for crop options (jpeg_crop.c). */
+int dbr__jpeg_check_crop(const dbr_jpeg_crop *crop);
+
 /* ceil(side * eighths / 8): libjpeg's size for a scale of eighths/8. */
 uint32_t dbr__jpeg_scaled(uint32_t side, int eighths);
 
