@@ -509,3 +509,17 @@ def test_errors_name_the_sample_its_shard_and_the_epoch(many_zips, tmp_path):
     assert keys_of(ds) == ["crc.zip/good.bin"]
     assert [n for n, _ in ds.skipped] == ["crc.zip/bad.bin"]
     assert "CorruptDataError" in ds.skipped[0][1] and "epoch 4" in ds.skipped[0][1]
+
+
+def test_one_seed_derivation_shared_with_libdbr():
+    from dareblopy._shuffle import SplitMix64, derive_seed, derive_seed_reference
+    rng = np.random.default_rng(0)
+    for count in range(5):
+        for _ in range(50):
+            seed, *parts = (int(v) for v in rng.integers(0, 2**63, count + 1, dtype=np.int64))
+            assert derive_seed(seed, *parts) == derive_seed_reference(seed, *parts)
+    # Pinned (tests/c/test_tfrecord.c checks the same values in C), and
+    # one step is the first draw of the permutation's stream.
+    assert derive_seed(7, 3) == 0x94C90E5239685A5D == SplitMix64(7, 3).next()
+    assert derive_seed(7, 3, 1, 2) == 0xC2B2E97574B5C6F6
+    assert derive_seed(-1, -2) == derive_seed(2**64 - 1, 2**64 - 2)
