@@ -208,7 +208,7 @@ int dbr_vfs_mount_zip(dbr_vfs *vfs, dbr_zip *zip)
     zmount *m = calloc(1, sizeof *m);
     if (!m)
         return dbr__fail(DBR_E_NOMEM, "out of memory mounting '%s'", dbr_zip_path(zip));
-    dbr__zip_retain(zip);
+    dbr_zip_retain(zip);
     m->zip = zip;
     m->mask = 15;
     m->table = calloc(m->mask + 1, sizeof *m->table);
