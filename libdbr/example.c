@@ -534,25 +534,32 @@ static int decode_feature(const spec_feature *f, const found *w, size_t index, s
     return DBR_OK;
 }
 
-/* Takes back what a failed record left in the outputs, so the records
- * after it land where they should: its appended values go, its counts are
- * 0 and its direct slots are zeroed. */
+void dbr__example_drop_record(const dbr_example_parser *p, size_t index, size_t n,
+                              dbr_feature_out *outs)
+{
+    for (size_t i = 0; i < p->count; i++) {
+        size_t bytes;
+        unsigned char *slot = dbr__example_slot(p, i, index, n, outs, &bytes);
+        if (slot)
+            memset(slot, 0, bytes);
+        else if (!is_direct(&p->f[i]))
+            set_count(&outs[i], n, index, 0); /* out of memory: the batch failed anyway */
+    }
+}
+
+/* Takes back what a failed record appended, so the records after it land
+ * where they should, then drops the record. */
 static void undo_record(const dbr_example_parser *p, size_t index, size_t n,
                         dbr_feature_out *outs, const size_t *values_len,
                         const size_t *value_count)
 {
     for (size_t i = 0; i < p->count; i++) {
-        size_t bytes;
-        unsigned char *slot = dbr__example_slot(p, i, index, n, outs, &bytes);
-        if (slot) {
-            memset(slot, 0, bytes);
-        } else if (!is_direct(&p->f[i])) {
+        if (!is_direct(&p->f[i])) {
             outs[i].values_len = values_len[i];
             outs[i].value_count = value_count[i];
-            if (outs[i].counts && outs[i].counts_cap >= n)
-                outs[i].counts[index] = 0;
         }
     }
+    dbr__example_drop_record(p, index, n, outs);
 }
 
 int dbr__example_parse_one(const dbr_example_parser *p, const void *rec, size_t len,

@@ -196,6 +196,11 @@ int dbr__example_find_uint8(const dbr_example_parser *p, const unsigned char *re
  * cannot take it (the parser then reports why). */
 unsigned char *dbr__example_slot(const dbr_example_parser *p, size_t feature, size_t index,
                                  size_t n, const dbr_feature_out *outs, size_t *bytes);
+/* Marks record index of a batch of n as failed in the outputs: its direct
+ * slots zeroed, its counts 0 (dbr__example_parse_one does it itself; a
+ * record whose frame failed to read needs it too). */
+void dbr__example_drop_record(const dbr_example_parser *p, size_t index, size_t n,
+                              dbr_feature_out *outs);
 /* 1 if every feature writes straight into dst (batches may fan out). */
 int dbr__example_all_direct(const dbr_example_parser *p);
 

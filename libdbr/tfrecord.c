@@ -577,6 +577,8 @@ static void read_parse_item(void *ctx, size_t i)
     unsigned char *buf = sc->data;
     if (rc == DBR_OK && !read_split(b, i, buf, &hole, &rc))
         rc = dbr__tfrecord_frame_at(file, b->offsets[i], frame, buf, b->verify);
+    if (rc != DBR_OK)
+        dbr__example_drop_record(b->p, i, b->n, b->outs);
     if (rc == DBR_OK &&
         (rc = dbr__example_parse_one(b->p, buf + HEADER, (size_t)frame - HEADER - FOOTER, i,
                                      b->n, b->outs, hole.start ? &hole : NULL)) != DBR_OK) {
