@@ -72,13 +72,15 @@ extern "C" {
 /* ---- Versions --------------------------------------------------------- */
 
 #define DBR_VERSION_MAJOR 0
-#define DBR_VERSION_MINOR 1
+#define DBR_VERSION_MINOR 2
 #define DBR_VERSION_PATCH 0
-/* MAJOR * 10000 + MINOR * 100 + PATCH, as a literal so bindings can read it. */
-#define DBR_VERSION_NUMBER 100
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as a literal so bindings can read it.
+ * These equal the project version in meson.build (meson setup checks it). */
+#define DBR_VERSION_NUMBER 200
 
-/* The version of the library actually loaded; compare with
- * DBR_VERSION_NUMBER to detect a header/library mismatch. */
+/* The version of the library actually loaded.  It serves this header if it
+ * has the same major (number / 10000) and is at least DBR_VERSION_NUMBER:
+ * within a major version the ABI is only appended to. */
 DBR_API int dbr_version_number(void);
 DBR_API const char *dbr_version_string(void);
 
