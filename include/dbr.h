@@ -17,10 +17,10 @@
  *    needed in *out_len.  Memory that libdbr allocates for you is released
  *    with dbr_free().  libdbr never frees caller memory.
  *  - Every *_close / *_free accepts NULL.
- *  - Lifetimes: archives, VFSs, files and TFRecord readers are reference-
- *    counted (atomically).  The opener holds one reference; dbr_*_retain
- *    takes another; *_close / *_free drops one, and the object is freed
- *    when the last goes.  Objects built on others hold references to what
+ *  - Lifetimes: archives (zip, tar), VFSs, files and TFRecord readers are
+ *    reference-counted (atomically).  The opener holds one reference;
+ *    dbr_*_retain takes another; *_close / *_free drops one, and the object
+ *    is freed when the last goes.  Objects built on others hold references to what
  *    they use: a file opened from an archive (directly or through a VFS
  *    mount) holds the archive, a VFS mount holds its archive, a TFRecord
  *    reader holds its file.  So closing early is always safe for the
@@ -508,6 +508,151 @@ DBR_API int dbr_zip_writer_finish(dbr_zip_writer *writer);
 /* Frees the writer; if it was not finished, deletes the temporary file. */
 DBR_API void dbr_zip_writer_free(dbr_zip_writer *writer);
 
+/* ---- Tar archives ------------------------------------------------------ */
+
+/* (tar.c: reading; tar_vfs.c: VFS mounting) */
+
+/* A tar archive opened for reading, such as a WebDataset shard.  Opening
+ * scans the headers once (one 512-byte header per member, read from a
+ * mapping of the file) into an index of data offsets, sizes and names
+ * (hashed for lookups); dbr_tar_save_index / dbr_tar_open_indexed let a
+ * caller keep that index so later opens skip the scan.  Members are read
+ * straight from the mapping (or with pread) into the caller's buffer.
+ *
+ * Formats: POSIX ustar (with the name prefix), pax extended headers (path,
+ * size and mtime are used), GNU long names and base-256 numbers, V7.  Names
+ * are bytes as stored, built as CPython's tarfile builds them: cut at the
+ * first NUL, the ustar prefix joined with '/', trailing '/' dropped from
+ * directories.  Only regular files and directories are members; links,
+ * devices and FIFOs are skipped; GNU sparse files are DBR_E_UNSUPPORTED.
+ * The index ends at the first zero block (or the end of the file).  If two
+ * members share a name, the later one wins for lookups.
+ *
+ * Untrusted input: a header with a bad checksum, a member whose data runs
+ * past the end of the file, a header cut off by the end of the file, a
+ * malformed pax record, or a member name with a '..' component each give
+ * DBR_E_CORRUPT naming the file, the member and the offset.  Member sizes
+ * are checked against the file before anything is read; pax and long name
+ * records are read only up to max_header_size.
+ *
+ * Threads: a dbr_tar is immutable after open; every function below except
+ * dbr_tar_close may run concurrently on one handle from any number of
+ * threads.  It stays usable in a forked child.  dbr_tar_close drops the
+ * caller's reference; files and VFS mounts made from the archive keep it
+ * alive until they are closed.  With the default mapping, the file must
+ * not be truncated in place while open (replacing it by rename is fine). */
+typedef struct dbr_tar dbr_tar;
+
+/* Defaults of dbr_tar_options. */
+#define DBR_TAR_DEFAULT_MAX_MEMBERS 16777216
+#define DBR_TAR_DEFAULT_MAX_HEADER_SIZE 1048576
+
+/* Options for opening: fill with dbr_tar_options_init, then change
+ * fields; NULL means the defaults.  Leave the reserved fields zero. */
+typedef struct dbr_tar_options {
+    /* 0 (default): map the file and copy members from the page cache;
+     * 1: read every member with pread (a file that shrinks gives
+     * DBR_E_IO instead of SIGBUS). */
+    int use_pread;
+    int reserved0;
+    /* Most members indexed; more is DBR_E_LIMIT.  Default 16 Mi. */
+    uint64_t max_members;
+    /* Largest pax extended header or GNU long name record read (their
+     * declared size decides an allocation); larger is DBR_E_LIMIT.
+     * Default 1 MiB. */
+    uint64_t max_header_size;
+    uint64_t reserved[4];
+} dbr_tar_options;
+
+/* One member.  Fixed layout (8-byte fields first); reserved fields keep it
+ * stable as fields are added. */
+typedef struct dbr_tar_entry {
+    uint64_t size;          /* bytes of data (0 for directories)          */
+    uint64_t offset;        /* file offset of the data                    */
+    uint64_t header_offset; /* file offset of its first header block (a
+                               pax or long name record, if it has one)   */
+    int64_t mtime;          /* Unix seconds                               */
+    const char *name;       /* NUL-terminated; valid while the tar is     */
+    uint64_t name_len;      /* bytes of name, without the NUL             */
+    uint32_t mode;          /* permission bits as stored                  */
+    uint32_t is_dir;        /* 1 for a directory                          */
+    uint64_t reserved[2];
+} dbr_tar_entry;
+
+DBR_API void dbr_tar_options_init(dbr_tar_options *opts);
+
+/* Opens the tar at an OS path and scans its headers. */
+DBR_API int dbr_tar_open(const char *path, const dbr_tar_options *opts,
+                         dbr_tar **out);
+
+/* Opens the tar at path with an index that dbr_tar_save_index produced
+ * (index_len bytes), without scanning.  The index records the file's size
+ * and modification time (ns): if the file changed since, or the index is
+ * damaged or inconsistent with the file, this fails with DBR_E_CORRUPT and
+ * the caller scans again (dbr_tar_open).  index NULL means scan. */
+DBR_API int dbr_tar_open_indexed(const char *path, const dbr_tar_options *opts,
+                                 const void *index, size_t index_len,
+                                 dbr_tar **out);
+
+/* The member index as bytes to keep beside the shard: *out (free with
+ * dbr_free) receives *out_len bytes. */
+DBR_API int dbr_tar_save_index(const dbr_tar *tar, void **out,
+                               size_t *out_len);
+
+/* Drops a reference (the opener's, or one taken by dbr_tar_retain). */
+DBR_API void dbr_tar_close(dbr_tar *tar);
+
+/* Takes one more reference to the tar (DBR_1.1); drop it with
+ * dbr_tar_close.  Thread-safe. */
+DBR_API void dbr_tar_retain(const dbr_tar *tar);
+
+/* The path the tar was opened with. */
+DBR_API const char *dbr_tar_path(const dbr_tar *tar);
+
+/* Number of members (regular files and directories), in archive order. */
+DBR_API size_t dbr_tar_count(const dbr_tar *tar);
+
+/* Fills out[0..count) with members first..first+count-1.  DBR_E_ARG if
+ * the range passes the end. */
+DBR_API int dbr_tar_entries(const dbr_tar *tar, size_t first, size_t count,
+                            dbr_tar_entry *out);
+
+/* All names, each followed by a NUL, in archive order, in memory allocated
+ * by libdbr (release with dbr_free); *out_len is the byte count. */
+DBR_API int dbr_tar_names(const dbr_tar *tar, char **out, size_t *out_len);
+
+/* Index of the member named exactly name.  DBR_E_NOT_FOUND if none. */
+DBR_API int dbr_tar_find(const dbr_tar *tar, const char *name, size_t *index);
+
+/* Size of member index (0 for a bad index). */
+DBR_API uint64_t dbr_tar_entry_size(const dbr_tar *tar, size_t index);
+
+/* Reads member index whole into dst.  cap < size gives DBR_E_TOO_SMALL
+ * with the size in *out_len; a directory gives DBR_E_IS_DIR. */
+DBR_API int dbr_tar_read(const dbr_tar *tar, size_t index, void *dst,
+                         size_t cap, size_t *out_len);
+
+/* Reads n members in one call on up to `threads` threads (0 = one per
+ * CPU): member indices[i] into dsts[i] (capacity caps[i]).  Per item (each
+ * array may be NULL): out_lens[i] its length, statuses[i] its status,
+ * messages + i * message_cap its error text ("" on success).  Returns
+ * DBR_OK if every item succeeded, else the status of the first failed
+ * item, with its message as dbr_last_error(). */
+DBR_API int dbr_tar_read_many(const dbr_tar *tar, const size_t *indices,
+                              size_t n, void *const *dsts, const size_t *caps,
+                              size_t *out_lens, int threads, int *statuses,
+                              char *messages, size_t message_cap);
+
+/* Opens member index as a dbr_file: a window onto the tar file (no copy).
+ * Directories give DBR_E_IS_DIR. */
+DBR_API int dbr_tar_open_entry(const dbr_tar *tar, size_t index,
+                               dbr_file **out);
+
+/* Appends the tar as a VFS mount, like dbr_vfs_mount_zip: names are
+ * normalised like VFS paths, a directory exists if a member names it or
+ * lies below it, and the mount keeps the tar alive. */
+DBR_API int dbr_vfs_mount_tar(dbr_vfs *vfs, dbr_tar *tar);
+
 /* ---- JPEG ------------------------------------------------------------------ */
 
 /* (jpeg.c: header probe, decode, crops; jpeg_batch.c: batches) */
@@ -542,9 +687,27 @@ typedef enum dbr_jpeg_colorspace {
 #define DBR_JPEG_DEFAULT_MAX_PIXELS 134217728
 /* Progressive scans; real files have about 10 (TurboJPEG's limit is 500). */
 #define DBR_JPEG_DEFAULT_MAX_SCANS 500
-/* dbr_jpeg_result.warnings: the data was corrupt or truncated and libjpeg
- * recovered (lenient mode only; strict mode fails instead). */
+/* dbr_jpeg_result.warnings: the data was corrupt and libjpeg recovered
+ * (never set in strict mode, which fails instead). */
 #define DBR_JPEG_WARN_CORRUPT 1
+
+/* What a decode does with damaged data: the values of
+ * dbr_jpeg_options.lenient (the field is named after its first use).
+ * RECOVER (0, the default) accepts exactly what Pillow accepts: data that
+ * libjpeg recovers from with a warning (extraneous bytes before a marker,
+ * a stray FF 00 in the header, corrupt entropy codes) decodes, with
+ * DBR_JPEG_WARN_CORRUPT set; data that ends before the last row
+ * (truncation) is DBR_E_CORRUPT, as in Pillow without LOAD_TRUNCATED_IMAGES.
+ * LENIENT (1) also decodes truncated data, the missing rows gray.
+ * STRICT (2) refuses every warning (TurboJPEG's stop-on-warning).
+ * The decision does not depend on the region or crop: a decode that stops
+ * above damaged data still sees it.  For RECOVER that costs a scan for the
+ * end marker after the last wanted row (an FF search, microseconds); only
+ * scans that do not run into EOI, and every STRICT region, have the rest
+ * of the entropy data decoded (without IDCT) to decide. */
+#define DBR_JPEG_RECOVER 0
+#define DBR_JPEG_LENIENT 1
+#define DBR_JPEG_STRICT 2
 
 /* What the header says, found without decoding. */
 typedef struct dbr_jpeg_info {
@@ -564,12 +727,12 @@ DBR_API int dbr_jpeg_read_header(const void *src, size_t len,
                                  dbr_jpeg_info *out);
 
 /* Decoding options.  All-zero bytes (or a NULL pointer) mean the defaults:
- * RGB, accurate, strict, stored orientation, default limits, full size. */
+ * RGB, accurate, Pillow's acceptance (DBR_JPEG_RECOVER), stored
+ * orientation, default limits, full size. */
 typedef struct dbr_jpeg_options {
     int format;            /* dbr_pixel_format                               */
     int fast;              /* 1: fast integer IDCT, no fancy upsampling       */
-    int lenient;           /* 1: recoverable corruption sets
-                              DBR_JPEG_WARN_CORRUPT instead of failing        */
+    int lenient;           /* DBR_JPEG_RECOVER, _LENIENT or _STRICT (above)   */
     int apply_orientation; /* 1: rotate/flip by the EXIF orientation          */
     uint64_t max_pixels;   /* of the stored image; 0: the default            */
     int max_scans;         /* 0: DBR_JPEG_DEFAULT_MAX_SCANS                  */
@@ -637,7 +800,8 @@ typedef struct dbr_jpeg_crop {
     int flip;                 /* DBR_FLIP_*: horizontal flip                */
     uint64_t seed;
     /* DBR_CROP_RANDOM: area fraction and aspect ratio ranges; 0 means
-     * torchvision's (0.08, 1) and (3/4, 4/3). */
+     * torchvision's (0.08, 1) and (3/4, 4/3).  NaN, infinite or negative
+     * values and decreasing ranges are DBR_E_ARG. */
     double scale_min, scale_max, ratio_min, ratio_max;
     /* DBR_CROP_CENTER: shorter side after resizing; 0 means
      * max(out_w, out_h), i.e. no margin. */
@@ -691,6 +855,22 @@ DBR_API int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n,
                                   int threads, int *statuses,
                                   dbr_jpeg_result *results, char *messages,
                                   size_t message_cap);
+
+/* The same for archive entries (DBR_1.1): item i is entry indices[i] of
+ * zip.  Each worker reads its entry with dbr_zip_read (CRC checked as the
+ * archive was opened) into a buffer it keeps for its next item, so reading
+ * overlaps decoding and the compressed bytes never leave libdbr.  Failed
+ * items' messages name the archive and the entry; an index past the end
+ * is that item's DBR_E_ARG.  Safe to run concurrently with any other read
+ * of zip. */
+DBR_API int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n,
+                                    const size_t *indices,
+                                    const dbr_jpeg_options *opts,
+                                    const dbr_jpeg_crop *crop,
+                                    uint64_t first_index, void *dst,
+                                    size_t cap, int threads, int *statuses,
+                                    dbr_jpeg_result *results, char *messages,
+                                    size_t message_cap);
 
 /* ---- TFRecord and tf.train.Example ------------------------------------ */
 

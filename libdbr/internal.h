@@ -88,6 +88,23 @@ int dbr__vfs_allow_openat2(int allow);
 int dbr__vfs_mount(dbr_vfs *vfs, const dbr__mount_ops *ops, void *impl,
                    int is_dir);
 
+/* An archive seen by a VFS mount (archive_vfs.c): its path for messages,
+ * entry i's name and kind, opening and stat of entry i, and dropping the
+ * mount's reference. */
+typedef struct dbr__archive_ops {
+    const char *(*path)(const void *archive);
+    int (*entry)(const void *archive, size_t i, const char **name, size_t *len, int *is_dir);
+    int (*open)(const void *archive, size_t i, dbr_file **out);
+    int (*stat)(const void *archive, size_t i, uint64_t *size, int64_t *mtime);
+    void (*release)(void *archive);
+} dbr__archive_ops;
+
+/* Mounts an archive of count entries.  The caller has taken a reference
+ * for the mount; it is dropped through ops->release when the mount goes,
+ * or at once if mounting fails. */
+int dbr__vfs_mount_archive(dbr_vfs *vfs, const dbr__archive_ops *ops, void *archive,
+                           size_t count);
+
 /* ---- threads (pool.c) ---- */
 
 /* Calls fn(ctx, i) for every i in [0, count) on up to `threads` threads
@@ -143,6 +160,14 @@ int dbr__file_fd(const dbr_file *file, uint64_t *base);
  * dbr__file_set_owner release callback). */
 void dbr__zip_release(void *zip);
 
+/* Raw deflate of a whole buffer into exactly dst_len bytes (inflate.c,
+ * libdeflate).  DBR_E_CORRUPT with *why set when the data is bad or decodes
+ * to another size; dbr__inflate_whole_available() is 0 in builds without
+ * libdeflate, where callers stream with zlib. */
+int dbr__inflate_whole(const void *src, size_t src_len, void *dst, size_t dst_len,
+                       const char **why);
+int dbr__inflate_whole_available(void);
+
 /* CRC-32 of ZIP/gzip (crc32.c), chaining like zlib's crc32: start at 0. */
 uint32_t dbr__crc32(uint32_t crc, const void *data, size_t len);
 
@@ -156,6 +181,12 @@ uint32_t dbr__crc32_limited(int max_level, uint32_t crc, void *dst, const void *
 
 /* The hash of the name indexes (FNV-1a). */
 uint64_t dbr__hash_bytes(const char *s, size_t n);
+
+/* ---- tar archives (tar.c, tar_vfs.c) ---- */
+
+/* Releases one reference to a tar, as dbr_tar_close does (a
+ * dbr__file_set_owner release callback). */
+void dbr__tar_release(void *tar);
 
 /* ---- TFRecord and Example (crc32c.c, tfrecord.c, example.c) ---- */
 
@@ -237,6 +268,9 @@ int dbr__jpeg_decode_planned(const void *src, size_t len,
                              const dbr__jpeg_plan_t *plan, void *dst,
                              size_t pitch, dbr__row_sink sink, void *sink_ctx,
                              uint32_t *warnings);
+
+/* DBR_OK, or DBR_E_ARG with the reason, for crop options (jpeg_crop.c). */
+int dbr__jpeg_check_crop(const dbr_jpeg_crop *crop);
 
 /* ceil(side * eighths / 8): libjpeg's size for a scale of eighths/8. */
 uint32_t dbr__jpeg_scaled(uint32_t side, int eighths);
