@@ -300,8 +300,6 @@ class Archive:
         errors="return" puts each failed entry's exception (from libdbr's
         per-item outcome: nothing is read twice) in its place."""
         check_errors_mode(errors)
-        h = self._h()
-        count = len(names)
         slots, missing = [], {}
         for k, name in enumerate(names):
             try:
@@ -311,13 +309,30 @@ class Archive:
                     raise
                 missing[k] = exc
                 slots.append((0, 0))  # read nothing; replaced below
-        indices = [i for i, _ in slots]
+        objs = self._read_slots(slots, threads, errors)
+        for k, exc in missing.items():
+            objs[k] = exc
+        return objs
+
+    def read_entries(self, indices: Sequence[int], threads: int = 0,
+                     errors: str = "raise") -> List[Union[bytes, Exception]]:
+        """Like :meth:`read_many`, by central-directory index (as
+        ``infolist()`` numbers the entries; duplicates of a name too)."""
+        check_errors_mode(errors)
+        h = self._h()
+        return self._read_slots([(i, _entry_size(h, i)) for i in indices], threads, errors)
+
+    def _read_slots(self, slots, threads, errors):
+        """(index, size) pairs read in one C call; each failure from the
+        item's own outcome when errors="return"."""
+        h = self._h()
+        count = len(slots)
         sizes = [s for _, s in slots]
         objs = [new_bytes(s) for s in sizes]
         bufs = [ffi.from_buffer(o) for o in objs]
         outcomes = Outcomes(count) if errors == "return" else None
         rc = lib.dbr_zip_read_many_ex(
-            h, ffi.new("size_t[]", indices), count, ffi.new("void *[]", bufs),
+            h, ffi.new("size_t[]", [i for i, _ in slots]), count, ffi.new("void *[]", bufs),
             ffi.new("size_t[]", sizes), ffi.new("size_t[]", max(count, 1)), threads,
             *(outcomes.args if outcomes else (ffi.NULL, ffi.NULL, 0)))
         if rc < 0 and outcomes is None:
@@ -325,8 +340,6 @@ class Archive:
         if rc < 0:
             for k, exc in outcomes.errors().items():
                 objs[k] = exc
-        for k, exc in missing.items():
-            objs[k] = exc
         return objs
 
     def open(self, name: PathLike) -> File:
