@@ -202,12 +202,16 @@ class Archive:
         return self.infolist()[self._index(name)]
 
     def _slot(self, name: PathLike):
-        """(index, size) of the entry called name."""
+        """(index, size) of the entry called name, or of the entry a ZipInfo
+        of this archive describes (as zipfile takes one: it tells apart
+        entries that share a name)."""
         try:
             return self._slots[name]
         except (KeyError, TypeError):  # TypeError: an unhashable name
             pass
         h = self._h()
+        if isinstance(name, ZipInfo):
+            return name.index, _entry_size(h, name.index)
         idx = cells.size
         rc = _find(h, encode_path(name), idx)
         if rc < 0:
@@ -342,10 +346,16 @@ class Archive:
                 objs[k] = exc
         return objs
 
-    def open(self, name: PathLike) -> File:
-        """The entry as a :class:`dareblopy.File` (seekable, pread-able)."""
+    def open(self, name: PathLike) -> Optional[File]:
+        """The entry as a :class:`dareblopy.File` (seekable, pread-able);
+        None when there is no such entry, as in DareBlopy 0.0.5
+        (``open_as_bytes`` and ``read`` raise NotFoundError instead)."""
+        try:
+            index = self._index(name)
+        except NotFoundError:
+            return None
         out = ffi.new("dbr_file **")
-        check(lib.dbr_zip_open_entry(self._h(), self._index(name), out))
+        check(lib.dbr_zip_open_entry(self._h(), index, out))
         return File(out[0])
 
     def read_jpg_as_numpy(self, name: PathLike, *args, **kwargs) -> np.ndarray:
