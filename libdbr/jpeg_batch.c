@@ -249,7 +249,11 @@ int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n, const size_t *indices,
     batch b = {.zip = zip, .indices = indices, .pool = pool, .opts = opts, .crop = crop,
                .first_index = first_index, .statuses = statuses, .results = results,
                .messages = messages, .message_cap = message_cap};
+    /* The call's own reference: a dbr_zip_close on another thread while
+     * the workers read only drops the caller's. */
+    dbr_zip_retain(zip);
     int rc = run_batch(&b, n, dst, cap, threads);
+    dbr_zip_close((dbr_zip *)zip);
     for (size_t i = 0; i < pool->count; i++)
         free(pool->items[i].data);
     free(pool);
