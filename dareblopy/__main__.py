@@ -31,14 +31,15 @@ def _progress(total: int, desc: str):
 
 def add_pack(sub) -> None:
     p = sub.add_parser(
-        "pack", help="pack files into zip or TFRecord shards",
+        "pack", help="pack files into zip, TFRecord or WebDataset tar shards",
         description="SRC is a directory (packed as a tree, or as ImageFolder classes with "
                     "--labels imagefolder) or a list file of 'path label' lines.")
     p.add_argument("src", metavar="SRC")
     p.add_argument("out", metavar="OUT",
                    help="output file; with --shards N > 1, -0000i-of-0000N is added before "
                         "the extension (or use {shard} and {shards} in OUT)")
-    p.add_argument("--format", choices=["zip", "tfrecord"], default="zip")
+    p.add_argument("--format", choices=["zip", "tfrecord", "tar"], default="zip",
+                   help="tar: WebDataset shards (KEY.jpg + KEY.cls), read by webdataset")
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--labels", choices=["none", "imagefolder"], default="none",
                    help="imagefolder: top-level subdirectories of SRC are classes")

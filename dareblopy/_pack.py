@@ -8,8 +8,10 @@ Sources:
   - a list file of ``path label`` lines (paths relative to the list file).
 
 Shards are zip archives (entries keep their relative names, so the labels of
-an ImageFolder pack are also recoverable from the names) or TFRecord files
-of Examples ``{"path": bytes, "data": bytes[, "label": int64]}``.  Items are
+an ImageFolder pack are also recoverable from the names), TFRecord files
+of Examples ``{"path": bytes, "data": bytes[, "label": int64]}``, or
+WebDataset tar shards (``KEY.ext`` plus ``KEY.cls`` for the label; see
+:func:`webdataset_names`).  Items are
 split into contiguous runs, one per shard, after an optional shuffle fixed
 by ``seed``.  Shards are written in parallel, one thread per shard (the C
 writers release the GIL), each atomically; then a manifest
@@ -19,6 +21,7 @@ item, written last and atomically too.
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import os
 import sys
 import tempfile
@@ -108,17 +111,76 @@ def _tfrecord_shard_writer(path: str, compression: str):
     return writer, add
 
 
+def webdataset_names(items: Sequence[Item]) -> List[Item]:
+    """Items renamed for a WebDataset tar: ``KEY.ext``, where KEY is the
+    name without its extension and with every other '.' turned into '_'
+    (webdataset's key runs to the first dot of the file name, so a dot in
+    the key would split the sample), and ext the lower-cased extension
+    (``bin`` when there is none).  Two items with one key are refused:
+    webdataset would merge them into one sample."""
+    renamed, seen = [], {}
+    for item in items:
+        folder, _, base = item.name.rpartition("/")
+        stem, dot, ext = base.rpartition(".")
+        if not dot or not stem:
+            stem, ext = base, "bin"
+        key = (folder + "/" if folder else "") + stem.replace(".", "_")
+        if key in seen:
+            raise ValueError(f"pack: '{seen[key]}' and '{item.name}' would share the "
+                             f"WebDataset key '{key}'; rename one")
+        seen[key] = item.name
+        renamed.append(item._replace(name=f"{key}.{ext.lower()}"))
+    return renamed
+
+
+def _tar_shard_writer(path: str):
+    """WebDataset shards: each item as ``KEY.ext`` plus ``KEY.cls`` (its
+    label) when labelled, written by tarfile (as webdataset's TarWriter
+    does) into a file that appears at ``path`` only once complete."""
+    import tarfile
+    from ._atomic import AtomicFile
+    target = AtomicFile(path, "wb")
+    archive = tarfile.open(fileobj=target.file, mode="w", format=tarfile.PAX_FORMAT)
+
+    def add(item: Item, data: bytes) -> None:
+        key = item.name.rsplit(".", 1)[0]
+        members = [(item.name, data)]
+        if item.label is not None:
+            members.append((key + ".cls", str(item.label).encode()))
+        mtime = os.stat(item.source).st_mtime
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(payload), mtime, 0o444
+            archive.addfile(info, io.BytesIO(payload))
+
+    class Writer:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, exc_type, *exc):
+            try:
+                archive.close()
+            except BaseException:
+                target.discard()
+                raise
+            if exc_type is None:
+                target.commit()
+            else:
+                target.discard()
+    return Writer(), add
+
+
 def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 1,
          shuffle: bool = False, seed: int = 0, method: str = "deflate", level: int = 0,
          compression: str = "NONE", workers: int = 0, progress: bool = True,
          classes: Optional[Sequence[str]] = None) -> List[str]:
-    """Writes ``items`` into ``shards`` files of ``format`` ("zip" or
-    "tfrecord") plus the manifest; returns the shard paths."""
+    """Writes ``items`` into ``shards`` files of ``format`` ("zip",
+    "tfrecord" or "tar") plus the manifest; returns the shard paths."""
     if shards < 1:
         raise ValueError("pack: --shards must be at least 1")
-    if format not in ("zip", "tfrecord"):
-        raise ValueError(f"pack: unknown format {format!r} (zip or tfrecord)")
-    items = list(items)
+    if format not in ("zip", "tfrecord", "tar"):
+        raise ValueError(f"pack: unknown format {format!r} (zip, tfrecord or tar)")
+    items = webdataset_names(items) if format == "tar" else list(items)
     if not items:
         raise ValueError("pack: nothing to pack")
     if shuffle:
@@ -132,6 +194,8 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
     def write_shard(path: str, group: List[Item]) -> None:
         if format == "zip":
             writer, add = _zip_shard_writer(path, method, level)
+        elif format == "tar":
+            writer, add = _tar_shard_writer(path)
         else:
             writer, add = _tfrecord_shard_writer(path, compression)
         with writer:

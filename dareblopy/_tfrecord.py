@@ -107,14 +107,24 @@ def _cache_dir() -> str:
         "dareblopy", "tfrecord-index")
 
 
-def index_path_for(path, cache_dir: Optional[str] = None) -> str:
+def index_path_for(path, cache_dir: Optional[str] = None, suffix: str = INDEX_SUFFIX) -> str:
     """Where the cached index of ``path`` lives: beside it (``FILE.idx``),
     or in ``cache_dir`` under a name derived from the absolute path."""
     path = os.fspath(path)
     if cache_dir is None:
-        return path + INDEX_SUFFIX
+        return path + suffix
     digest = hashlib.sha1(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()
-    return os.path.join(cache_dir, f"{os.path.basename(path)}-{digest[:16]}{INDEX_SUFFIX}")
+    return os.path.join(cache_dir, f"{os.path.basename(path)}-{digest[:16]}{suffix}")
+
+
+def index_candidates(path, cache_dir: Optional[str] = None,
+                     suffix: str = INDEX_SUFFIX) -> List[str]:
+    """Where a cached index of ``path`` may live, in order: ``cache_dir``
+    alone if given, else beside the file, then the per-user cache (for
+    read-only data folders).  Every index cache (TFRecord, tar) uses it."""
+    if cache_dir:
+        return [index_path_for(path, cache_dir, suffix)]
+    return [index_path_for(path, None, suffix), index_path_for(path, _cache_dir(), suffix)]
 
 
 def _fresh(index_path, path, size) -> Optional[np.ndarray]:
@@ -135,8 +145,7 @@ def load_index(path, compression=None, cache_dir: Optional[str] = None,
     ``$DAREBLOPY_CACHE_DIR`` / ``~/.cache/dareblopy``)."""
     compression = _compression(compression)
     path = os.fspath(path)
-    candidates = [index_path_for(path, cache_dir)] if cache_dir else \
-        [index_path_for(path), index_path_for(path, _cache_dir())]
+    candidates = index_candidates(path, cache_dir)
     if not rebuild and compression == Compression.NONE:
         size = os.path.getsize(path)
         for c in candidates:
