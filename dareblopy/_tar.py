@@ -52,15 +52,16 @@ def _options(mmap: bool, max_members: Optional[int], max_header_size: Optional[i
 
 def _open_cached(path: str, opts, cache_dir: Optional[str], use_cache: bool):
     """A dbr_tar handle, opened with a cached index when a fresh one exists;
-    otherwise scanned, with the index written to the first place that
-    takes it (a cache: failing to write it is not an error)."""
-    from ._tfrecord import index_candidates
+    otherwise scanned, with the index stored where the rules of
+    ``_index_cache`` put it (a cache: failing to store it is not an
+    error)."""
+    from ._index_cache import index_locations
     raw = encode_path(path)
     out = ffi.new("dbr_tar **")
-    candidates = index_candidates(path, cache_dir, INDEX_SUFFIX) if use_cache else []
-    for candidate in candidates:
+    locations = index_locations(path, INDEX_SUFFIX, cache_dir) if use_cache else []
+    for location in locations:
         try:
-            with open(candidate, "rb") as fh:
+            with open(location, "rb") as fh:
                 blob = fh.read()
         except OSError:
             continue
@@ -68,12 +69,13 @@ def _open_cached(path: str, opts, cache_dir: Optional[str], use_cache: bool):
             return out[0]
     check(lib.dbr_tar_open(raw, opts, out))
     handle = out[0]
-    if candidates:
-        _save_index(handle, candidates)
+    if locations:
+        _save_index(handle, locations)
     return handle
 
 
-def _save_index(handle, candidates: Sequence[str]) -> None:
+def _save_index(handle, locations: Sequence[str]) -> None:
+    from ._index_cache import store_index
     blob = ffi.new("void **")
     size = ffi.new("size_t *")
     if lib.dbr_tar_save_index(handle, blob, size) < 0:
@@ -82,13 +84,7 @@ def _save_index(handle, candidates: Sequence[str]) -> None:
         data = ffi.buffer(blob[0], size[0])[:]
     finally:
         lib.dbr_free(blob[0])
-    for candidate in candidates:
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(candidate)), exist_ok=True)
-            _write_atomically(candidate, data)
-            return
-        except OSError:
-            continue
+    store_index(locations, lambda location: _write_atomically(location, data))
 
 
 def _write_atomically(path: str, data: bytes) -> None:

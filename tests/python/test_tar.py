@@ -177,7 +177,7 @@ def test_read_only_folder_falls_back_to_the_user_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(_tar, "_write_atomically", refuse_beside)
     assert db.TarArchive(path).read("000.jpg") == b"x"
     assert not os.path.exists(path + _tar.INDEX_SUFFIX)
-    assert len(os.listdir(tmp_path / "usercache")) == 1
+    assert len(os.listdir(tmp_path / "usercache" / "index")) == 1
 
 
 def damaged(tmp_path, how):
