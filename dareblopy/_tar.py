@@ -24,6 +24,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._batch import Outcomes, check_errors_mode
 from ._buffers import cells, encode_path, new_bytes
 from ._errors import (CorruptDataError, InvalidArgumentError, NotFoundError, check,
                       error_from_code)
@@ -32,7 +33,6 @@ from ._files import File, FileSystem, PathLike
 from ._shards import Sample, ShardReader, _Handle
 
 INDEX_SUFFIX = ".dbridx"
-_MESSAGE_CAP = 512  # bytes of error text kept per batch item
 
 _find = lib.dbr_tar_find
 _entry_size = lib.dbr_tar_entry_size
@@ -129,12 +129,11 @@ class TarArchive:
         return self._tar
 
     def close(self) -> None:
-        """Drops this handle; files opened from the archive stay readable."""
-        if self._tar is not None:
-            if self._vfs is not None:
-                self._vfs.close()
-            ffi.release(self._tar)
-            self._tar = None
+        """Drops this object's hold on the tar (see dareblopy._files on
+        lifetimes): reads running in other threads finish first, files and
+        mounts made from it stay readable, later calls raise."""
+        self._tar = None
+        self._vfs = None
 
     @property
     def closed(self) -> bool:
@@ -216,11 +215,12 @@ class TarArchive:
 
     def _dirs(self) -> FileSystem:
         with self._lock:
-            if self._vfs is None:
+            fs = self._vfs
+            if fs is None:
                 fs = FileSystem()
                 fs.mount_archive(self)
                 self._vfs = fs
-            return self._vfs
+            return fs
 
     def exists(self, name: PathLike) -> bool:
         """True for a member, or a directory that holds members."""
@@ -248,8 +248,9 @@ class TarArchive:
                      errors: str = "raise") -> List[Union[bytes, Exception]]:
         """Members by position (as in :meth:`namelist`), read in one C call
         on ``threads`` threads (0 = one per CPU).  errors="raise" raises the
-        first failure; "return" puts each failure's exception in its
-        place."""
+        first failure; "return" puts each failed member's exception (from
+        libdbr's per-item outcome) in its place."""
+        check_errors_mode(errors)
         h = self._h()
         n = len(indices)
         if n == 0:
@@ -269,17 +270,14 @@ class TarArchive:
             c_indices[i] = index
             dsts[i] = ffi.from_buffer(obj)
             caps[i] = size
-        statuses = ffi.new("int[]", n)
-        messages = ffi.new("char[]", n * _MESSAGE_CAP) if errors == "return" else ffi.NULL
-        rc = lib.dbr_tar_read_many(h, c_indices, n, dsts, caps, ffi.NULL, threads, statuses,
-                                   messages, _MESSAGE_CAP if errors == "return" else 0)
+        outcomes = Outcomes(n) if errors == "return" else None
+        rc = lib.dbr_tar_read_many(h, c_indices, n, dsts, caps, ffi.NULL, threads,
+                                   *(outcomes.args if outcomes else (ffi.NULL, ffi.NULL, 0)))
+        if rc < 0 and outcomes is None:
+            raise error_from_code(rc)
         if rc < 0:
-            if errors == "raise":
-                raise error_from_code(rc)
-            for i in range(n):
-                if statuses[i] < 0:
-                    text = ffi.string(messages + i * _MESSAGE_CAP).decode("utf-8", "replace")
-                    out[i] = error_from_code(statuses[i], text)
+            for k, exc in outcomes.errors().items():
+                out[k] = exc
         return out
 
     def read_many(self, names: Sequence[PathLike], threads: int = 1) -> List[bytes]:
@@ -291,7 +289,7 @@ class TarArchive:
         """The member as a :class:`dareblopy.File` (a window onto the tar)."""
         out = ffi.new("dbr_file **")
         check(lib.dbr_tar_open_entry(self._h(), self._slot(name)[0], out))
-        return File(out[0], owner=self)
+        return File(out[0])
 
     def _mount_into(self, vfs) -> None:
         check(lib.dbr_vfs_mount_tar(vfs, self._h()))
