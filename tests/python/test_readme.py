@@ -15,9 +15,11 @@ nothing else:
   - ``list_of_bytes``: their contents;
   - ``my_preallocated_buffer``: a bytearray the size of ``blob.bin``.
 """
+import io
 import os
 import re
 import sys
+import tarfile
 import textwrap
 import traceback
 
@@ -62,7 +64,10 @@ def _jpeg(path, width, height, seed):
 
 
 def make_readme_data(folder):
-    """The files the README's blocks open, under the names they use."""
+    """The files the README's blocks open, under the names they use:
+    JPEGs in images/, data/ and photos/<class>/, blob.bin, train.zip, the
+    eight zip shards and manifest of `dareblopy pack photos/ train.zip
+    --shards 8`, and two WebDataset tar shards shard-00000N.tar."""
     from dareblopy import _pack
     cwd = os.getcwd()
     os.chdir(folder)
@@ -81,6 +86,16 @@ def make_readme_data(folder):
         _pack.pack(items, "train.zip", progress=False, classes=classes)
         _pack.pack(items, "train.zip", shards=8, shuffle=True, progress=False,
                    classes=classes)
+        # WebDataset tar shards: KEY.jpg and KEY.cls (the label) per sample.
+        for shard in range(2):
+            with tarfile.open(f"shard-{shard:06d}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+                for item in items[shard::2]:
+                    key = item.name.rsplit(".", 1)[0]
+                    tar.add(item.source, arcname=f"{key}.jpg")
+                    label = str(item.label).encode()
+                    info = tarfile.TarInfo(f"{key}.cls")
+                    info.size = len(label)
+                    tar.addfile(info, io.BytesIO(label))
     finally:
         os.chdir(cwd)
 
