@@ -15,11 +15,9 @@ nothing else:
   - ``list_of_bytes``: their contents;
   - ``my_preallocated_buffer``: a bytearray the size of ``blob.bin``.
 """
-import io
 import os
 import re
 import sys
-import tarfile
 import textwrap
 import traceback
 
@@ -86,16 +84,10 @@ def make_readme_data(folder):
         _pack.pack(items, "train.zip", progress=False, classes=classes)
         _pack.pack(items, "train.zip", shards=8, shuffle=True, progress=False,
                    classes=classes)
-        # WebDataset tar shards: KEY.jpg and KEY.cls (the label) per sample.
-        for shard in range(2):
-            with tarfile.open(f"shard-{shard:06d}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
-                for item in items[shard::2]:
-                    key = item.name.rsplit(".", 1)[0]
-                    tar.add(item.source, arcname=f"{key}.jpg")
-                    label = str(item.label).encode()
-                    info = tarfile.TarInfo(f"{key}.cls")
-                    info.size = len(label)
-                    tar.addfile(info, io.BytesIO(label))
+        # WebDataset tar shards for the tar section (`dareblopy pack photos/
+        # shard-{shard:06d}.tar --format tar --labels imagefolder --shards 2`).
+        _pack.pack(items, "shard-{shard:06d}.tar", format="tar", shards=2, progress=False,
+                   classes=classes)
     finally:
         os.chdir(cwd)
 
