@@ -23,7 +23,7 @@ import numpy as np
 
 from ._atomic import AtomicFile, atomic_write
 from ._buffers import ArrayRecycler, encode_path, new_bytes
-from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_code
+from ._errors import DbrError, InvalidArgumentError, UnsupportedError, check, error_from_code
 from ._example import RecordParser
 from ._ffi import ffi, lib
 from ._files import File
@@ -130,14 +130,39 @@ def index_path_for(path, cache_dir: Optional[str] = None) -> str:
 
 
 def _fresh(index_path, path, size) -> Optional[np.ndarray]:
+    """A cached index, if it still describes the file.  It must be newer
+    than the file's last change: its ctime, which every rewrite, copy with
+    preserved mtime or rename over the file sets to now (unlike the mtime,
+    which ``cp -p``, rsync or tar set to anything).  Its frames must tile
+    the file, and the first and last must start with valid headers of the
+    recorded lengths."""
     try:
-        if os.path.getmtime(index_path) < os.path.getmtime(path):
+        data = os.stat(path)
+        if os.stat(index_path).st_mtime_ns <= max(data.st_mtime_ns, data.st_ctime_ns):
             return None
         index = read_index(index_path)
     except (OSError, InvalidArgumentError):
         return None
     end = int(index[-1, 0] + index[-1, 1]) if len(index) else 0
-    return index if end == size else None  # plain files: the frames tile the file
+    if end != size:  # plain files: the frames tile the file
+        return None
+    return index if _frames_match(path, index[[0, -1]] if len(index) else index) else None
+
+
+def _frames_match(path, entries) -> bool:
+    """True when each (offset, frame length) holds a record header (its
+    length CRC checked) of that length."""
+    try:
+        f = File.open(path)
+    except (OSError, DbrError):
+        return False
+    with f:
+        size = ffi.new("size_t *")
+        for offset, length in entries.tolist():
+            rc = lib.dbr_tfrecord_read_at(f._h(), offset, 0, ffi.NULL, 0, size)
+            if rc not in (0, lib.DBR_E_TOO_SMALL) or size[0] + 16 != length:
+                return False
+    return True
 
 
 def load_index(path, compression=None, cache_dir: Optional[str] = None,
