@@ -202,12 +202,16 @@ class Archive:
         return self.infolist()[self._index(name)]
 
     def _slot(self, name: PathLike):
-        """(index, size) of the entry called name."""
+        """(index, size) of the entry called name, or of the entry a ZipInfo
+        of this archive describes (as zipfile takes one: it tells apart
+        entries that share a name)."""
         try:
             return self._slots[name]
         except (KeyError, TypeError):  # TypeError: an unhashable name
             pass
         h = self._h()
+        if isinstance(name, ZipInfo):
+            return name.index, _entry_size(h, name.index)
         idx = cells.size
         rc = _find(h, encode_path(name), idx)
         if rc < 0:
