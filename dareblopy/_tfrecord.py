@@ -14,6 +14,7 @@ import enum
 import operator
 import os
 import struct
+import threading
 import time
 import zlib
 from typing import List, Optional, Sequence
@@ -365,20 +366,23 @@ def _batch_size(n) -> int:
 
 class RecordYielderBasic:
     """Records of several files in order; ``next_n(n)`` returns up to n and
-    raises StopIteration when none are left."""
+    raises StopIteration when none are left.  Several threads may call it
+    (as ``data_loader`` workers do): each record goes to one of them."""
 
     def __init__(self, filenames: Sequence, compression=None):
         self._records = (r for name in filenames
                          for r in RecordReader(name, compression))
+        self._lock = threading.Lock()
 
     def next_n(self, n: int) -> List[bytes]:
         if _batch_size(n) == 0:
             return []
         batch = []
-        for r in self._records:
-            batch.append(r)
-            if len(batch) == n:
-                break
+        with self._lock:
+            for r in self._records:
+                batch.append(r)
+                if len(batch) == n:
+                    break
         if not batch:
             raise StopIteration
         return batch
@@ -387,7 +391,8 @@ class RecordYielderBasic:
         return self
 
     def __next__(self) -> bytes:
-        return next(self._records)
+        with self._lock:
+            return next(self._records)
 
 
 class _Plan:
@@ -412,10 +417,13 @@ class _Plan:
         self.offsets = np.ascontiguousarray(pairs[order, 0])
         self.lengths = np.ascontiguousarray(pairs[order, 1])
         self.pos = 0
+        self._lock = threading.Lock()
 
     def take(self, n):
-        s = slice(self.pos, min(self.pos + n, len(self.offsets)))
-        self.pos = s.stop
+        """The next n entries of the order (a slice); thread-safe."""
+        with self._lock:
+            s = slice(self.pos, min(self.pos + n, len(self.offsets)))
+            self.pos = s.stop
         return s
 
 
@@ -429,8 +437,13 @@ class _BufferShuffle:
         self._source = (r for k in order for r in RecordReader(filenames[k], compression))
         self._buffer = []
         self._size = max(1, int(buffer_size))
+        self._lock = threading.Lock()
 
     def next_n(self, n):
+        with self._lock:
+            return self._draw(n)
+
+    def _draw(self, n):
         out = []
         while len(out) < n:
             for r in self._source:
