@@ -12,7 +12,8 @@ The protocol (:class:`ShardReader`; subclassing is optional):
 - optional: ``read_samples(indices, threads)`` (:class:`Sample` s that carry
   their own name and label, as TFRecord Examples do), ``decode_jpegs``
   (entries decoded straight into a batch array, see
-  :mod:`dareblopy._pipeline`), ``sort_key`` (the canonical order of shards),
+  :mod:`dareblopy._pipeline`), ``labels_of(indices)`` (the labels a shard
+  that decodes directly carries, as tar shards' ``cls`` members do), ``sort_key`` (the canonical order of shards),
   ``damage`` (the error that cut the shard short, see below) and
   ``close()`` (releases handles; the reader reopens them on demand).
 
