@@ -311,7 +311,7 @@ class ShardedDataset:
         """Samples in all shards."""
         return self.total
 
-    def _split(self) -> RunSplit:
+    def run_split(self) -> RunSplit:
         """This rank's slice of the current run (see :mod:`dareblopy._split`)."""
         split = self._split_cache
         if split is None or split.remaining != self.remaining:
@@ -323,7 +323,7 @@ class ShardedDataset:
     def samples_per_rank(self) -> int:
         """Samples this rank reads in the current run (a whole epoch unless
         the run was resumed)."""
-        return self._split().per_rank
+        return self.run_split().per_rank
 
     def __len__(self) -> int:
         """Batches per epoch on each rank."""
@@ -336,9 +336,9 @@ class ShardedDataset:
         """Selects the epoch; a different epoch restarts at its first batch
         (the same one keeps a resumed position)."""
         if int(epoch) != self.epoch:
-            self._start_epoch(int(epoch))
+            self.start_epoch(int(epoch))
 
-    def _start_epoch(self, epoch: int) -> None:
+    def start_epoch(self, epoch: int) -> None:
         self.epoch, self.position, self.remaining = epoch, 0, [(0, self.total)]
 
     def _order_fingerprint(self) -> Dict[str, Any]:
@@ -357,7 +357,7 @@ class ShardedDataset:
     def remaining_after(self, consumed: int) -> List[Tuple[int, int]]:
         """The epoch's unread positions once every rank has consumed
         ``consumed`` samples of this run (for :meth:`state_dict` and mixes)."""
-        return self._split().after(consumed)
+        return self.run_split().after(consumed)
 
     def state_dict(self) -> Dict[str, Any]:
         """Where this epoch stands: the positions that no rank has consumed
@@ -370,10 +370,9 @@ class ShardedDataset:
                 # informational: where the saving run stood
                 "position": self.position, **self._setup_fingerprint()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continues the saved epoch with this dataset's rank, world size and
-        batch size: the unread positions are split across the ranks afresh."""
-        old_format = "remaining" not in state
+    def check_state(self, state: Mapping[str, Any], old_format: bool = False) -> None:
+        """Raises ValueError unless ``state`` was saved for this dataset's
+        order (and, for the old format, for this setup)."""
         mine = {**self._order_fingerprint(), **(self._setup_fingerprint() if old_format else {})}
         diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
         if diff:
@@ -382,30 +381,40 @@ class ShardedDataset:
                      "world size and batch size)" if old_format else "")
             raise ValueError(f"ShardedDataset.load_state_dict: the saved state is for a "
                              f"different dataset or setup ({detail}){extra}")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continues the saved epoch with this dataset's rank, world size and
+        batch size: the unread positions are split across the ranks afresh."""
+        old_format = "remaining" not in state
+        self.check_state(state, old_format)
         epoch = int(state["epoch"])
         if old_format:
-            self._start_epoch(epoch)
+            self.start_epoch(epoch)
             position = int(state["position"])
             if not 0 <= position <= len(self):
                 raise ValueError(f"ShardedDataset.load_state_dict: position {position} is "
                                  f"not in [0, {len(self)}]")
             self.position = position
             return
-        remaining = normalize(state["remaining"])
-        if any(a < 0 or b > self.total for a, b in remaining):
-            raise ValueError(f"ShardedDataset.load_state_dict: remaining positions "
-                             f"{state['remaining']!r} are outside the epoch's "
-                             f"[0, {self.total})")
-        self.epoch, self.position, self.remaining = epoch, 0, remaining
+        self.resume_run(epoch, state["remaining"])
         if len(self) == 0:  # nothing of the saved epoch is left for this world
-            self._start_epoch(epoch + 1)
+            self.start_epoch(epoch + 1)
+
+    def resume_run(self, epoch: int, remaining) -> None:
+        """Starts a run of ``epoch`` over its unread positions ``remaining``
+        (intervals, as in :meth:`state_dict`)."""
+        intervals = normalize(remaining)
+        if any(a < 0 or b > self.total for a, b in intervals):
+            raise ValueError(f"ShardedDataset.load_state_dict: remaining positions "
+                             f"{remaining!r} are outside the epoch's [0, {self.total})")
+        self.epoch, self.position, self.remaining = int(epoch), 0, intervals
 
     def _advance(self, batch_index: int) -> None:
         """Records that batch_index was handed over; an epoch that is
         complete rolls over to the next one."""
         self.position = batch_index + 1
         if self.position >= len(self):
-            self._start_epoch(self.epoch + 1)
+            self.start_epoch(self.epoch + 1)
 
     # ---- the plan of an epoch
 
@@ -414,7 +423,7 @@ class ShardedDataset:
         """(batch number, shard ids, local indices, seed key) of this rank's batches
         ``start + partition``, ``start + partition + partition_count``, ..."""
         order = self.epoch_order(epoch)
-        split, b = self._split(), self.batch_size
+        split, b = self.run_split(), self.batch_size
         for index in range(start + partition, len(self), partition_count):
             positions = split.positions(index * b, (index + 1) * b)
             shard_ids, local = order.samples(positions)
@@ -423,10 +432,6 @@ class ShardedDataset:
     def epoch_order(self, epoch: int) -> EpochOrder:
         return EpochOrder(self.lengths, self.seed, epoch, self.shuffle, self.shuffle_buffer)
 
-    def plan_samples(self, order: EpochOrder, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(shard ids, local indices) of this rank's samples ``[lo, hi)`` of
-        the current run, for callers that cut batches themselves (mixes)."""
-        return order.samples(self._split().positions(lo, hi))
 
     # ---- reading
 
