@@ -293,7 +293,9 @@ class RecordParser:
         return self._finish(outs, results, n)
 
     def parse_single_example(self, record: bytes) -> list:
-        """One record: one array per feature (values only for VarLenFeature)."""
+        """One record: one array per feature (values only for VarLenFeature).
+        A string feature is an object array of at least one dimension, as
+        in DareBlopy 0.0.5: ``FixedLenFeature([], string)`` gives ``[b"..."]``."""
         outs, results = self._outputs(1)
         self._run([record], outs)
         collected = self._collect(outs, 1)
@@ -304,12 +306,16 @@ class RecordParser:
             elif f.spec.kind == lib.DBR_FEATURE_VAR:
                 single.append(col[0])
             else:
-                single.append(self._shape_batch(f, col[0], col[1], 1)[0, ...])
+                value = self._shape_batch(f, col[0], col[1], 1)[0, ...]
+                single.append(value.reshape(1) if value.ndim == 0 else value)
         return single
 
     def parse_single_example_inplace(self, record: bytes, arrays: list, index: int) -> None:
-        """Parses one record into ``arrays[k][index]`` (DareBlopy's
-        preallocated batch arrays)."""
+        """Parses one record into preallocated arrays, as DareBlopy 0.0.5
+        does: ``arrays[k]`` is either a batch ``[N, *shape]`` filled at row
+        ``index``, or shaped like the feature itself (``index`` 0), e.g.
+        ``np.zeros(3, np.int64)`` for ``FixedLenFeature([3], int64)``.
+        String features take object arrays (``[N]`` or ``[1]`` for shape [])."""
         if len(arrays) != len(self._features):
             raise InvalidArgumentError(
                 f"parse_single_example_inplace: {len(arrays)} arrays for "
@@ -320,7 +326,12 @@ class RecordParser:
         for k, f in enumerate(self._features):
             if not f.direct:
                 value = self._shape_batch(f, collected[k][0], collected[k][1], 1)
-                arrays[k][index] = value.values if isinstance(value, Ragged) else value[0]
+                value = value.values if isinstance(value, Ragged) else value[0]
+                target = arrays[k]
+                if _whole(f, target, index):
+                    target[...] = value
+                else:
+                    target[index] = value
 
     def _parse_at(self, handles, offsets, frame_lengths, verify=True, alloc=np.empty) -> list:
         """Reads records by index entries and parses them: one C call.
@@ -339,13 +350,21 @@ class RecordParser:
         return self._finish(outs, results, n)
 
 
+def _whole(f, arr, index) -> bool:
+    """True when ``arr`` is shaped like one value of the feature (0.0.5's
+    per-record arrays) rather than a batch of them."""
+    return isinstance(arr, np.ndarray) and arr.shape == f.shape and index == 0
+
+
 def _check_inplace(f, arr, index):
     if (not isinstance(arr, np.ndarray) or arr.dtype != f.np_dtype or not arr.flags.c_contiguous
-            or not arr.flags.writeable or arr.shape[1:] != f.shape
-            or not 0 <= index < arr.shape[0]):
+            or not arr.flags.writeable
+            or not (_whole(f, arr, index) or
+                    (arr.shape[1:] == f.shape and 0 <= index < arr.shape[0]))):
+        shape = ", ".join(map(str, f.shape))
         raise InvalidArgumentError(
             f"feature '{f.name}': the array must be a writable C-contiguous {f.np_dtype} of "
-            f"shape [N, {', '.join(map(str, f.shape))}] with index < N")
+            f"shape [N, {shape}] with index < N, or [{shape}] with index 0")
 
 
 # ---- the builder ---------------------------------------------------------

@@ -11,6 +11,7 @@ import numpy as np
 from ._buffers import as_uint8_out, cells, encode_path, new_bytes, resolve_shape
 from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_code
 from ._ffi import ffi, lib
+from ._status import Status
 
 PathLike = Union[str, bytes, os.PathLike]
 
@@ -326,15 +327,17 @@ class FileSystem:
         """Removes every search path (directories); mounted archives stay."""
         self._unmount_dirs(None)
 
-    def mount_archive(self, archive) -> None:
+    def mount_archive(self, archive) -> Status:
         """Mounts an archive (see :func:`open_zip_archive`) after the
-        current mounts."""
+        current mounts; returns a true Status (0.0.5's return value),
+        raises when the archive cannot be mounted."""
         mount = getattr(archive, "_mount_into", None)
         if mount is None:
             raise UnsupportedError(f"cannot mount {type(archive).__name__}: not an archive")
         with self._lock:
             mount(self._v())
             self._mounted.append(archive)
+        return Status()
 
     @property
     def mount_count(self) -> int:
@@ -343,16 +346,23 @@ class FileSystem:
     def _plain(self) -> bool:
         return lib.dbr_vfs_mount_count(self._v()) == 0
 
-    def open(self, location: PathLike, mode: Mode = Mode.read) -> File:
-        """Opens a file for reading; raises NotFoundError if absent."""
+    def open(self, location: PathLike, mode: Mode = Mode.read,
+             lockable: bool = False) -> Optional[File]:
+        """Opens a file for reading; None when it does not exist (as in
+        DareBlopy 0.0.5; ``open_as_bytes`` and ``File.open`` raise
+        NotFoundError instead).  ``lockable`` is accepted for 0.0.5's sake:
+        every File here is safe to share between threads (reads use
+        pread), so there is nothing to lock."""
         if mode != Mode.read:
             raise UnsupportedError(f"dareblopy opens files for reading only, not {Mode(mode).name}")
         raw = encode_path(location)
-        if self._plain():
-            return File(_open_os(raw))
-        out = ffi.new("dbr_file **")
-        check(lib.dbr_vfs_open(self._v(), raw, out))
-        return File(out[0], owner=self)
+        out = cells.file
+        rc = _file_open(raw, out) if self._plain() else _vfs_open(self._v(), raw, out)
+        if rc == lib.DBR_E_NOT_FOUND:
+            return None
+        if rc < 0:
+            raise error_from_code(rc)
+        return File(out[0], owner=None if self._plain() else self)
 
     def exists(self, location: PathLike) -> bool:
         raw = encode_path(location)
@@ -393,5 +403,31 @@ class FileSystem:
         return read_files(locations, self, threads)
 
     def open_as_numpy_ubyte(self, location: PathLike, shape=None, out=None) -> np.ndarray:
-        with self.open(location) as f:
-            return f.read_as_numpy_ubyte(shape, out)
+        raw = encode_path(location)
+        cell = cells.file
+        rc = _file_open(raw, cell) if self._plain() else _vfs_open(self._v(), raw, cell)
+        if rc < 0:
+            raise error_from_code(rc)
+        handle = cell[0]
+        try:
+            return read_whole_as_numpy(handle, shape, out)
+        finally:
+            _file_close(handle)
+
+    # ---- DareBlopy 0.0.5's calls that change the OS file system.  They take
+    # OS paths (mounts are read-only) and return a Status, as 0.0.5 did:
+    # false, with the OSError in ``status.error``, when the call failed.
+
+    def create_directory(self, location: PathLike) -> Status:
+        """Creates a directory and any missing parents."""
+        return Status.of(os.makedirs, os.fspath(location), 0o777, True)
+
+    def remove(self, location: PathLike) -> Status:
+        """Removes a file or an empty directory."""
+        path = os.fspath(location)
+        return Status.of(os.rmdir if os.path.isdir(path) and not os.path.islink(path)
+                         else os.remove, path)
+
+    def rename(self, source: PathLike, target: PathLike) -> Status:
+        """Renames (moves) a file or directory."""
+        return Status.of(os.rename, os.fspath(source), os.fspath(target))

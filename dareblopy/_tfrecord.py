@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import operator
 import os
 import struct
 import time
@@ -32,9 +33,20 @@ INDEX_SUFFIX = ".idx"
 
 
 class Compression(enum.IntEnum):
-    NONE = lib.DBR_TFRECORD_NONE
-    GZIP = lib.DBR_TFRECORD_GZIP
-    ZLIB = lib.DBR_TFRECORD_ZLIB
+    """TFRecord compression.  The integer values are DareBlopy 0.0.5's
+    (``Compression(2)`` is GZIP); ``c_code`` is libdbr's constant."""
+
+    NONE = 0
+    ZLIB = 1
+    GZIP = 2
+
+    @property
+    def c_code(self) -> int:
+        return _C_CODES[self]
+
+
+_C_CODES = {Compression.NONE: lib.DBR_TFRECORD_NONE, Compression.GZIP: lib.DBR_TFRECORD_GZIP,
+            Compression.ZLIB: lib.DBR_TFRECORD_ZLIB}
 
 
 def _compression(value) -> Compression:
@@ -69,7 +81,7 @@ def build_index(path_or_file, compression=None, verify_crc: bool = False,
     f = _as_file(path_or_file)
     pairs = ffi.new("uint64_t **")
     count = ffi.new("size_t *")
-    check(lib.dbr_tfrecord_index(f._h(), int(_compression(compression)), int(verify_crc),
+    check(lib.dbr_tfrecord_index(f._h(), _compression(compression).c_code, int(verify_crc),
                                  max_record_size, pairs, count))
     try:
         n = count[0]
@@ -184,7 +196,7 @@ class RecordReader:
 
     def __iter__(self):
         handle = ffi.new("dbr_tfrecord_reader **")
-        check(lib.dbr_tfrecord_reader_open(self._file._h(), int(self.compression),
+        check(lib.dbr_tfrecord_reader_open(self._file._h(), self.compression.c_code,
                                            int(self.verify_crc), self.max_record_size, handle))
         reader = ffi.gc(handle[0], lib.dbr_tfrecord_reader_close)
         data = ffi.new("void **")
@@ -335,6 +347,14 @@ def _seed(seed):
     return int(time.time() * 1000) if seed is None else int(seed)
 
 
+def _batch_size(n) -> int:
+    """``next_n``'s count: 0 asks for nothing, a negative count is an error."""
+    n = operator.index(n)
+    if n < 0:
+        raise InvalidArgumentError(f"next_n: the count must be >= 0, not {n}")
+    return n
+
+
 class RecordYielderBasic:
     """Records of several files in order; ``next_n(n)`` returns up to n and
     raises StopIteration when none are left."""
@@ -344,6 +364,8 @@ class RecordYielderBasic:
                          for r in RecordReader(name, compression))
 
     def next_n(self, n: int) -> List[bytes]:
+        if _batch_size(n) == 0:
+            return []
         batch = []
         for r in self._records:
             batch.append(r)
@@ -354,20 +376,30 @@ class RecordYielderBasic:
         return batch
 
     def __iter__(self):
-        return self._records
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._records)
 
 
 class _Plan:
-    """A shuffled order of all records of plain files, from their indexes."""
+    """The order of all records of plain files, from their indexes: shuffled
+    across files, or (``shuffle_records=False``, a shuffle buffer of one
+    record) each file in its own order, the files in a shuffled order."""
 
-    def __init__(self, filenames, seed, epoch):
+    def __init__(self, filenames, seed, epoch, shuffle_records=True):
         self.files = [File.open(n) for n in filenames]
         indexes = [load_index(n) for n in filenames]
         self.handles = [f._h() for f in self.files]
+        if not shuffle_records:
+            files = permutation(len(indexes), seed, epoch)
+            indexes = [indexes[k] for k in files]
+            self.handles = [self.handles[k] for k in files]
         which = np.concatenate([np.full(len(ix), k, np.int64) for k, ix in enumerate(indexes)]) \
             if indexes else np.zeros(0, np.int64)
         pairs = np.concatenate(indexes) if indexes else np.zeros((0, 2), np.uint64)
-        order = permutation(len(pairs), seed, epoch)
+        order = permutation(len(pairs), seed, epoch) if shuffle_records else \
+            np.arange(len(pairs))
         self.which = which[order]
         self.offsets = np.ascontiguousarray(pairs[order, 0])
         self.lengths = np.ascontiguousarray(pairs[order, 1])
@@ -409,8 +441,10 @@ class RecordYielderRandomized:
     """Records of several files in a random order fixed by (seed, epoch).
 
     Plain files are shuffled exactly, across all records of all files,
-    through their indexes (``buffer_size`` is not needed); compressed files
-    through a buffer of ``buffer_size`` records."""
+    through their indexes (any ``buffer_size`` above 1 gives the same);
+    compressed files through a buffer of ``buffer_size`` records.  A
+    ``buffer_size`` of 1 cannot shuffle records, as in DareBlopy 0.0.5:
+    each file is read in order, the files in a random order."""
 
     def __init__(self, filenames: Sequence, buffer_size: int = 1000, seed: int = None,
                  epoch: int = 0, compression=None):
@@ -418,13 +452,15 @@ class RecordYielderRandomized:
         filenames = [os.fspath(n) for n in filenames]
         seed = _seed(seed)
         if compression == Compression.NONE:
-            self._plan = _Plan(filenames, seed, epoch)
+            self._plan = _Plan(filenames, seed, epoch, shuffle_records=int(buffer_size) > 1)
             self._shuffle = None
         else:
             self._plan = None
             self._shuffle = _BufferShuffle(filenames, buffer_size, seed, epoch, compression)
 
     def next_n(self, n: int) -> List[bytes]:
+        if _batch_size(n) == 0:
+            return []
         if self._plan is None:
             batch = self._shuffle.next_n(n)
         else:
@@ -435,6 +471,12 @@ class RecordYielderRandomized:
         if not batch:
             raise StopIteration
         return batch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        return self.next_n(1)[0]
 
 
 def _read_frame(handle, offset):
@@ -468,13 +510,20 @@ class ParsedRecordYielderRandomized:
 
     def next_n(self, n: int) -> list:
         p = self._yielder._plan
-        if p is None:
+        if p is None or _batch_size(n) == 0:
             return self.parser.parse_example(self._yielder.next_n(n))
         s = p.take(n)
         if s.stop <= s.start:
             raise StopIteration
         handles = [p.handles[w] for w in p.which[s].tolist()]
         return self.parser._parse_at(handles, p.offsets[s], p.lengths[s], alloc=self._alloc)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list:
+        """One record, parsed: one array per feature, shaped like it."""
+        return [a[0] for a in self.next_n(1)]
 
 
 class TFRecordsDatasetIterator:

@@ -308,10 +308,16 @@ class Archive:
                                     ffi.new("size_t[]", max(count, 1)), statuses, threads))
         return objs
 
-    def open(self, name: PathLike) -> File:
-        """The entry as a :class:`dareblopy.File` (seekable, pread-able)."""
+    def open(self, name: PathLike) -> Optional[File]:
+        """The entry as a :class:`dareblopy.File` (seekable, pread-able);
+        None when there is no such entry, as in DareBlopy 0.0.5
+        (``open_as_bytes`` and ``read`` raise NotFoundError instead)."""
+        try:
+            index = self._index(name)
+        except NotFoundError:
+            return None
         out = ffi.new("dbr_file **")
-        check(lib.dbr_zip_open_entry(self._h(), self._index(name), out))
+        check(lib.dbr_zip_open_entry(self._h(), index, out))
         return File(out[0], owner=self)
 
     def read_jpg_as_numpy(self, name: PathLike, *args, **kwargs) -> np.ndarray:

@@ -420,6 +420,146 @@ DBR_API int dbr_zip_writer_finish(dbr_zip_writer *writer);
 /* Frees the writer; if it was not finished, deletes the temporary file. */
 DBR_API void dbr_zip_writer_free(dbr_zip_writer *writer);
 
+/* ---- Tar archives ------------------------------------------------------ */
+
+/* (tar.c: reading; tar_vfs.c: VFS mounting) */
+
+/* A tar archive opened for reading, such as a WebDataset shard.  Opening
+ * scans the headers once (one 512-byte header per member, read from a
+ * mapping of the file) into an index of data offsets, sizes and names
+ * (hashed for lookups); dbr_tar_save_index / dbr_tar_open_indexed let a
+ * caller keep that index so later opens skip the scan.  Members are read
+ * straight from the mapping (or with pread) into the caller's buffer.
+ *
+ * Formats: POSIX ustar (with the name prefix), pax extended headers (path,
+ * size and mtime are used), GNU long names and base-256 numbers, V7.  Names
+ * are bytes as stored, built as CPython's tarfile builds them: cut at the
+ * first NUL, the ustar prefix joined with '/', trailing '/' dropped from
+ * directories.  Only regular files and directories are members; links,
+ * devices and FIFOs are skipped; GNU sparse files are DBR_E_UNSUPPORTED.
+ * The index ends at the first zero block (or the end of the file).  If two
+ * members share a name, the later one wins for lookups.
+ *
+ * Untrusted input: a header with a bad checksum, a member whose data runs
+ * past the end of the file, a header cut off by the end of the file, a
+ * malformed pax record, or a member name with a '..' component each give
+ * DBR_E_CORRUPT naming the file, the member and the offset.  Member sizes
+ * are checked against the file before anything is read; pax and long name
+ * records are read only up to max_header_size.
+ *
+ * Threads: a dbr_tar is immutable after open; every function below except
+ * dbr_tar_close may run concurrently on one handle from any number of
+ * threads.  It stays usable in a forked child.  dbr_tar_close drops the
+ * caller's reference; files and VFS mounts made from the archive keep it
+ * alive until they are closed.  With the default mapping, the file must
+ * not be truncated in place while open (replacing it by rename is fine). */
+typedef struct dbr_tar dbr_tar;
+
+/* Defaults of dbr_tar_options. */
+#define DBR_TAR_DEFAULT_MAX_MEMBERS 16777216
+#define DBR_TAR_DEFAULT_MAX_HEADER_SIZE 1048576
+
+/* Options for opening: fill with dbr_tar_options_init, then change
+ * fields; NULL means the defaults.  Leave the reserved fields zero. */
+typedef struct dbr_tar_options {
+    /* 0 (default): map the file and copy members from the page cache;
+     * 1: read every member with pread (a file that shrinks gives
+     * DBR_E_IO instead of SIGBUS). */
+    int use_pread;
+    int reserved0;
+    /* Most members indexed; more is DBR_E_LIMIT.  Default 16 Mi. */
+    uint64_t max_members;
+    /* Largest pax extended header or GNU long name record read (their
+     * declared size decides an allocation); larger is DBR_E_LIMIT.
+     * Default 1 MiB. */
+    uint64_t max_header_size;
+    uint64_t reserved[4];
+} dbr_tar_options;
+
+/* One member.  Fixed layout (8-byte fields first); reserved fields keep it
+ * stable as fields are added. */
+typedef struct dbr_tar_entry {
+    uint64_t size;          /* bytes of data (0 for directories)          */
+    uint64_t offset;        /* file offset of the data                    */
+    uint64_t header_offset; /* file offset of its first header block (a
+                               pax or long name record, if it has one)   */
+    int64_t mtime;          /* Unix seconds                               */
+    const char *name;       /* NUL-terminated; valid while the tar is     */
+    uint64_t name_len;      /* bytes of name, without the NUL             */
+    uint32_t mode;          /* permission bits as stored                  */
+    uint32_t is_dir;        /* 1 for a directory                          */
+    uint64_t reserved[2];
+} dbr_tar_entry;
+
+DBR_API void dbr_tar_options_init(dbr_tar_options *opts);
+
+/* Opens the tar at an OS path and scans its headers. */
+DBR_API int dbr_tar_open(const char *path, const dbr_tar_options *opts,
+                         dbr_tar **out);
+
+/* Opens the tar at path with an index that dbr_tar_save_index produced
+ * (index_len bytes), without scanning.  The index records the file's size
+ * and modification time (ns): if the file changed since, or the index is
+ * damaged or inconsistent with the file, this fails with DBR_E_CORRUPT and
+ * the caller scans again (dbr_tar_open).  index NULL means scan. */
+DBR_API int dbr_tar_open_indexed(const char *path, const dbr_tar_options *opts,
+                                 const void *index, size_t index_len,
+                                 dbr_tar **out);
+
+/* The member index as bytes to keep beside the shard: *out (free with
+ * dbr_free) receives *out_len bytes. */
+DBR_API int dbr_tar_save_index(const dbr_tar *tar, void **out,
+                               size_t *out_len);
+
+DBR_API void dbr_tar_close(dbr_tar *tar);
+
+/* The path the tar was opened with. */
+DBR_API const char *dbr_tar_path(const dbr_tar *tar);
+
+/* Number of members (regular files and directories), in archive order. */
+DBR_API size_t dbr_tar_count(const dbr_tar *tar);
+
+/* Fills out[0..count) with members first..first+count-1.  DBR_E_ARG if
+ * the range passes the end. */
+DBR_API int dbr_tar_entries(const dbr_tar *tar, size_t first, size_t count,
+                            dbr_tar_entry *out);
+
+/* All names, each followed by a NUL, in archive order, in memory allocated
+ * by libdbr (release with dbr_free); *out_len is the byte count. */
+DBR_API int dbr_tar_names(const dbr_tar *tar, char **out, size_t *out_len);
+
+/* Index of the member named exactly name.  DBR_E_NOT_FOUND if none. */
+DBR_API int dbr_tar_find(const dbr_tar *tar, const char *name, size_t *index);
+
+/* Size of member index (0 for a bad index). */
+DBR_API uint64_t dbr_tar_entry_size(const dbr_tar *tar, size_t index);
+
+/* Reads member index whole into dst.  cap < size gives DBR_E_TOO_SMALL
+ * with the size in *out_len; a directory gives DBR_E_IS_DIR. */
+DBR_API int dbr_tar_read(const dbr_tar *tar, size_t index, void *dst,
+                         size_t cap, size_t *out_len);
+
+/* Reads n members in one call on up to `threads` threads (0 = one per
+ * CPU): member indices[i] into dsts[i] (capacity caps[i]).  Per item (each
+ * array may be NULL): out_lens[i] its length, statuses[i] its status,
+ * messages + i * message_cap its error text ("" on success).  Returns
+ * DBR_OK if every item succeeded, else the status of the first failed
+ * item, with its message as dbr_last_error(). */
+DBR_API int dbr_tar_read_many(const dbr_tar *tar, const size_t *indices,
+                              size_t n, void *const *dsts, const size_t *caps,
+                              size_t *out_lens, int threads, int *statuses,
+                              char *messages, size_t message_cap);
+
+/* Opens member index as a dbr_file: a window onto the tar file (no copy).
+ * Directories give DBR_E_IS_DIR. */
+DBR_API int dbr_tar_open_entry(const dbr_tar *tar, size_t index,
+                               dbr_file **out);
+
+/* Appends the tar as a VFS mount, like dbr_vfs_mount_zip: names are
+ * normalised like VFS paths, a directory exists if a member names it or
+ * lies below it, and the mount keeps the tar alive. */
+DBR_API int dbr_vfs_mount_tar(dbr_vfs *vfs, dbr_tar *tar);
+
 /* ---- JPEG ------------------------------------------------------------------ */
 
 /* (jpeg.c: header probe, decode, crops; jpeg_batch.c: batches) */

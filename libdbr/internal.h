@@ -78,6 +78,23 @@ typedef struct dbr__mount_ops {
 int dbr__vfs_mount(dbr_vfs *vfs, const dbr__mount_ops *ops, void *impl,
                    int is_dir);
 
+/* An archive seen by a VFS mount (archive_vfs.c): its path for messages,
+ * entry i's name and kind, opening and stat of entry i, and dropping the
+ * mount's reference. */
+typedef struct dbr__archive_ops {
+    const char *(*path)(const void *archive);
+    int (*entry)(const void *archive, size_t i, const char **name, size_t *len, int *is_dir);
+    int (*open)(const void *archive, size_t i, dbr_file **out);
+    int (*stat)(const void *archive, size_t i, uint64_t *size, int64_t *mtime);
+    void (*release)(void *archive);
+} dbr__archive_ops;
+
+/* Mounts an archive of count entries.  The caller has taken a reference
+ * for the mount; it is dropped through ops->release when the mount goes,
+ * or at once if mounting fails. */
+int dbr__vfs_mount_archive(dbr_vfs *vfs, const dbr__archive_ops *ops, void *archive,
+                           size_t count);
+
 /* ---- threads (pool.c) ---- */
 
 /* Calls fn(ctx, i) for every i in [0, count) on up to `threads` threads
@@ -142,6 +159,14 @@ uint32_t dbr__crc32_limited(int max_level, uint32_t crc, void *dst, const void *
 
 /* The hash of the name indexes (FNV-1a). */
 uint64_t dbr__hash_bytes(const char *s, size_t n);
+
+/* ---- tar archives (tar.c, tar_vfs.c) ---- */
+
+/* Takes one more reference to a tar; dbr_tar_close drops one. */
+void dbr__tar_retain(dbr_tar *tar);
+
+/* Releases one reference (a dbr__file_set_owner release callback). */
+void dbr__tar_release(void *tar);
 
 /* ---- TFRecord and Example (crc32c.c, tfrecord.c, example.c) ---- */
 

@@ -172,12 +172,14 @@ def test_filesystem_never_escapes_a_mount(tree):
         fs.open("../secret.txt")
     with pytest.raises(ValueError, match="climbs above the root"):
         fs.exists("sub/../../secret.txt")
+    assert fs.open(str(tree / "secret.txt")) is None  # absolute paths are mount-relative
     with pytest.raises(FileNotFoundError):
-        fs.open(str(tree / "secret.txt"))  # absolute paths are mount-relative
+        fs.open_as_bytes(str(tree / "secret.txt"))
     with pytest.raises(ValueError, match="NUL byte"):
         fs.open("x.bin\0../../secret.txt")
+    assert fs.open("missing.txt") is None  # DareBlopy 0.0.5's answer for a missing file
     with pytest.raises(FileNotFoundError, match="not found in any of the 1 mounted"):
-        fs.open("missing.txt")
+        fs.open_as_bytes("missing.txt")
     with pytest.raises(FileNotFoundError, match="not found in any mount"):
         fs.list_directory("nodir")
 
