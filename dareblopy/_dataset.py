@@ -88,7 +88,7 @@ import numpy as np
 from ._errors import DbrError
 from ._labels import (Labels, label_of, labels_from_parent_dirs, name_label_lines,  # noqa: F401
                       read_label_file)
-from ._loader import data_loader
+from ._loader import build_in_order
 from ._order import BATCH_STREAM, EpochOrder, canonical_order
 from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipShard,  # noqa: F401
                       directory_shards, read_samples, tfrecord_shards, zip_shards)
@@ -557,13 +557,8 @@ class ShardedDataset:
             for planned in plan:
                 yield self.build_batch(epoch, *planned)
             return
-        loader = data_loader(plan, lambda p: self.build_batch(epoch, *p),
-                             worker_count=self.loader_threads, queue_size=self.queue_size,
-                             ordered=True)
-        try:
-            yield from loader
-        finally:
-            loader.close()
+        yield from build_in_order(plan, lambda p: self.build_batch(epoch, *p),
+                                  self.loader_threads, self.queue_size)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         """This rank's remaining batches of the current epoch; the position

@@ -49,7 +49,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 import numpy as np
 
 from ._dataset import ShardedDataset
-from ._loader import data_loader
+from ._loader import build_in_order
 from ._shuffle import derive_seed
 
 __all__ = ["MixedDataset", "mix"]
@@ -207,13 +207,8 @@ class MixedDataset:
     def iter_partition(self, epoch: int, start: int, partition: int = 0,
                        partition_count: int = 1) -> Iterator[Dict[str, Any]]:
         plan = self.batch_plan(epoch, start, partition, partition_count)
-        loader = data_loader(plan, lambda index: self.build_batch(epoch, index),
-                             worker_count=max(1, self.loader_threads),
-                             queue_size=max(1, self.queue_size), ordered=True)
-        try:
-            yield from loader
-        finally:
-            loader.close()
+        yield from build_in_order(plan, lambda index: self.build_batch(epoch, index),
+                                  self.loader_threads, self.queue_size)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         epoch = self.epoch
