@@ -186,8 +186,7 @@ class DirectoryShard(ShardReader):
         """Decodes the files straight into a batch: each C worker reads and
         decodes its own file (see :func:`dareblopy.decode_jpeg_files`)."""
         from ._jpeg import decode_jpeg_files
-        return decode_with_errors(decode_jpeg_files, [self.paths[i] for i in indices],
-                                  **options)
+        return decode_jpeg_files([self.paths[i] for i in indices], errors="return", **options)
 
     def __repr__(self) -> str:
         return f"DirectoryShard({len(self.files)} files, root={self.root!r})"
@@ -279,6 +278,15 @@ class ZipShard(ShardReader):
     def read(self, indices: Sequence[int], threads: int = 1) -> List[Union[bytes, Exception]]:
         archive = self.archive()
         return _read_entries(archive, [self._indices[i] for i in indices], threads)
+
+    def decode_jpegs(self, indices: Sequence[int], **options):
+        """Decodes the entries straight into a batch: C workers read each
+        entry from the archive and decode it (see
+        :func:`dareblopy.decode_jpeg_entries`)."""
+        from ._jpeg import decode_jpeg_entries
+        archive = self.archive()
+        return decode_jpeg_entries(archive, [self._indices[i] for i in indices],
+                                   errors="return", **options)
 
     def close(self) -> None:
         archive = self._archive.drop()
@@ -484,19 +492,3 @@ def tfrecord_shards(paths: Sequence[PathLike], **options) -> List[TFRecordShard]
     """One :class:`TFRecordShard` per file; ``options`` (``data``, ``key``,
     ``label``, ``verify_crc``) go to each."""
     return [TFRecordShard(p, **options) for p in paths]
-
-
-def decode_with_errors(decode, sources, **options):
-    """``decode(sources, errors="return", **options)``: the batch array and
-    a list with each item's exception or None."""
-    import inspect
-    if "errors" in inspect.signature(decode).parameters:
-        return decode(sources, errors="return", **options)
-    # Until the decoder reports per-item errors itself: its lenient mode's
-    # statuses, where a recovered (warned) image counts as a failure too.
-    out, statuses = decode(sources, strict=False, **options)
-    errors = [None if s == 0 else
-              CorruptDataError("corrupt JPEG data (libjpeg recovered with a warning)")
-              if s > 0 else error_from_code(int(s), ffi.string(lib.dbr_strerror(int(s))).decode())
-              for s in statuses.tolist()]
-    return out, errors

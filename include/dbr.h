@@ -914,6 +914,16 @@ DBR_API int dbr_tfrecord_parse_at(const dbr_example_parser *parser,
                                   int verify_crc, dbr_feature_out *outs,
                                   int threads);
 
+/* The one seed derivation of libdbr and dareblopy: a new 64-bit seed from
+ * seed and a path of count integers (for example epoch, stream, batch), so
+ * independent streams never share a state by accident.  One step maps
+ * (s, part) to the first SplitMix64 output from state
+ * s * 0x9E3779B97F4A7C15 + part * 0xD1B54A32D192ED03 (mod 2^64); parts
+ * chain left to right; count 0 returns seed.  Random crops seed image i of
+ * a batch with dbr_seed_derive(crop seed, {first_index + i}, 1).  Pure and
+ * thread-safe. */
+DBR_API uint64_t dbr_seed_derive(uint64_t seed, const uint64_t *parts, size_t count);
+
 /* A permutation of 0..n-1 into out[0..n), fixed by (seed, epoch): the
  * shuffle of dareblopy's datasets (SplitMix64 + Fisher-Yates, shuffle.c),
  * the same on every machine.  Pure and thread-safe. */

@@ -30,6 +30,11 @@ void dbr__copy_last_error(char *dst, size_t cap);
 /* strdup that is C99 and reports DBR_E_NOMEM through dbr__fail. */
 char *dbr__strdup(const char *s);
 
+/* ---- seeds (shuffle.c) ---- */
+
+/* dbr_seed_derive(state, &part, 1): one step of the one seed derivation. */
+uint64_t dbr__seed_step(uint64_t state, uint64_t part);
+
 /* ---- files (file.c) ---- */
 
 /* A file over the byte range [base, base+size) of fd.  If owns_fd, the fd is

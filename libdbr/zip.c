@@ -283,8 +283,10 @@ static int by_hdr(const void *a, const void *b)
 }
 
 /* Gives every entry the offset where the next one (or the directory)
- * starts, and refuses entries that overlap: two records sharing one local
- * header, or a header plus data running into the next header. */
+ * starts.  An entry whose header and data would run into that offset (two
+ * records sharing one local header, or sizes that overlap the next entry)
+ * fails when it is read (data_offset), naming the entry and the offsets;
+ * the archive's other entries stay readable, as with zipfile. */
 static int set_limits(dbr_zip *z, uint64_t dir_start)
 {
     size_t n = z->count;
@@ -300,20 +302,12 @@ static int set_limits(dbr_zip *z, uint64_t dir_start)
             order[i] = &z->entries[i];
         qsort(order, n, sizeof *order, by_hdr);
     }
-    int rc = DBR_OK;
-    for (size_t i = 0; i < n && rc == DBR_OK; i++) {
+    for (size_t i = 0; i < n; i++) {
         zentry *e = order ? order[i] : &z->entries[i];
         e->limit = i + 1 < n ? (order ? order[i + 1] : &z->entries[i + 1])->hdr : dir_start;
-        uint64_t room = e->limit - e->hdr; /* hdr <= limit: sorted, and < dir_start */
-        if (room < LFH_SIZE + (uint64_t)e->name_len || room - LFH_SIZE - e->name_len < e->csize)
-            rc = dbr__fail(DBR_E_CORRUPT, "archive '%s' entry '%s': its %llu bytes at "
-                           "offset %llu overlap the next entry or the central directory "
-                           "at %llu", z->path, entry_name(z, e),
-                           (unsigned long long)e->csize, (unsigned long long)e->hdr,
-                           (unsigned long long)e->limit);
     }
     free(order);
-    return rc;
+    return DBR_OK;
 }
 
 static int parse_directory(dbr_zip *z, const cd_loc *loc)
