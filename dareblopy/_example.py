@@ -12,6 +12,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from ._batch import Outcomes, check_errors_mode
 from ._errors import InvalidArgumentError, check, error_from_code
 from ._ffi import ffi, lib
 
@@ -241,6 +242,8 @@ class RecordParser:
             for i in range(n):
                 if counts[i] < 0:
                     rows[i, :] = f.default.reshape(-1)
+                elif counts[i] == 0:  # a failed record (errors="return") left nothing
+                    rows[i, :] = b""
                 else:
                     rows[i, :] = flat[pos:pos + f.inner]
                     pos += f.inner
@@ -333,21 +336,30 @@ class RecordParser:
                 else:
                     target[index] = value
 
-    def _parse_at(self, handles, offsets, frame_lengths, verify=True, alloc=np.empty) -> list:
+    def _parse_at(self, handles, offsets, frame_lengths, verify=True, alloc=np.empty,
+                  errors="raise"):
         """Reads records by index entries and parses them: one C call.
-        ``alloc(shape, dtype)`` makes the arrays of direct features."""
+        ``alloc(shape, dtype)`` makes the arrays of direct features.
+        errors="raise" raises for the first failed record (naming its file
+        and offset); errors="return" returns ``(batch, {index: exception})``,
+        where a failed record's rows are zeros (or empty) and each
+        exception comes from libdbr's per-record outcome."""
+        check_errors_mode(errors)
         n = len(offsets)
         outs, results = self._outputs(n, alloc=alloc)
         files = ffi.new("dbr_file *[]", handles)
         offs = ffi.from_buffer("uint64_t[]", offsets)
         lens = ffi.from_buffer("uint64_t[]", frame_lengths)
-        rc = lib.dbr_tfrecord_parse_at(self._parser, files, offs, lens, n, int(verify), outs,
-                                       self._threads)
-        if rc < 0:
+        outcomes = Outcomes(n) if errors == "return" else None
+        rc = lib.dbr_tfrecord_parse_at_ex(
+            self._parser, files, offs, lens, n, int(verify), outs, self._threads,
+            *(outcomes.args if outcomes else (ffi.NULL, ffi.NULL, 0)))
+        if rc < 0 and outcomes is None:
             err = error_from_code(rc)
             lib.dbr_feature_out_clear(outs, len(self._features))
             raise err
-        return self._finish(outs, results, n)
+        batch = self._finish(outs, results, n)
+        return batch if outcomes is None else (batch, outcomes.errors() if rc < 0 else {})
 
 
 def _whole(f, arr, index) -> bool:

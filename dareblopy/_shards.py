@@ -304,31 +304,8 @@ class ZipShard(ShardReader):
 
 def _read_entries(archive, entries: List[int], threads: int) -> List[Union[bytes, Exception]]:
     """Entries by central-directory index in one C call; each failure in
-    its place, from the per-item statuses (nothing is read twice)."""
-    from ._buffers import new_bytes
-    h = archive._h()
-    n = len(entries)
-    if n == 0:
-        return []
-    sizes = [lib.dbr_zip_entry_size(h, e) for e in entries]
-    objs = [new_bytes(s) for s in sizes]
-    statuses = ffi.new("int[]", n)
-    lib.dbr_zip_read_many(h, ffi.new("size_t[]", entries), n,
-                          ffi.new("void *[]", [ffi.from_buffer(o) for o in objs]),
-                          ffi.new("size_t[]", sizes), ffi.new("size_t[]", n), statuses,
-                          threads)
-    names = None
-    out: List[Union[bytes, Exception]] = []
-    for k in range(n):
-        if statuses[k] >= 0:
-            out.append(objs[k])
-            continue
-        if names is None:
-            names = archive.namelist()
-        generic = ffi.string(lib.dbr_strerror(statuses[k])).decode()
-        out.append(error_from_code(statuses[k], f"archive '{archive.path}' entry "
-                                                f"'{names[entries[k]]}': {generic}"))
-    return out
+    its place, with libdbr's own message for it (nothing is read twice)."""
+    return archive.read_entries(entries, threads=threads, errors="return")
 
 
 def zip_shards(paths: Sequence[PathLike], **options) -> List[ZipShard]:

@@ -11,7 +11,6 @@ randomized yielders shuffle compressed files through a buffer instead."""
 from __future__ import annotations
 
 import enum
-import hashlib
 import operator
 import os
 import struct
@@ -27,6 +26,7 @@ from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_c
 from ._example import RecordParser
 from ._ffi import ffi, lib
 from ._files import File
+from ._index_cache import index_locations, store_index
 from ._shuffle import SplitMix64, permutation
 
 INDEX_SUFFIX = ".idx"
@@ -113,20 +113,10 @@ def read_index(index_path) -> np.ndarray:
     return values.reshape(-1, 2)
 
 
-def _cache_dir() -> str:
-    return os.environ.get("DAREBLOPY_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "dareblopy", "tfrecord-index")
-
-
 def index_path_for(path, cache_dir: Optional[str] = None) -> str:
     """Where the cached index of ``path`` lives: beside it (``FILE.idx``),
     or in ``cache_dir`` under a name derived from the absolute path."""
-    path = os.fspath(path)
-    if cache_dir is None:
-        return path + INDEX_SUFFIX
-    digest = hashlib.sha1(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()
-    return os.path.join(cache_dir, f"{os.path.basename(path)}-{digest[:16]}{INDEX_SUFFIX}")
+    return index_locations(path, INDEX_SUFFIX, cache_dir)[0]
 
 
 def _fresh(index_path, path, size) -> Optional[np.ndarray]:
@@ -142,13 +132,12 @@ def _fresh(index_path, path, size) -> Optional[np.ndarray]:
 
 def load_index(path, compression=None, cache_dir: Optional[str] = None,
                rebuild: bool = False) -> np.ndarray:
-    """The index of an OS file, built on demand and cached beside it (or in
-    ``cache_dir``, or, when the file's folder is read-only, in
-    ``$DAREBLOPY_CACHE_DIR`` / ``~/.cache/dareblopy``)."""
+    """The index of an OS file, built on demand and cached beside it, or in
+    ``cache_dir``, or, when the file's folder is not writable, in the user
+    cache directory (see ``_index_cache``)."""
     compression = _compression(compression)
     path = os.fspath(path)
-    candidates = [index_path_for(path, cache_dir)] if cache_dir else \
-        [index_path_for(path), index_path_for(path, _cache_dir())]
+    candidates = index_locations(path, INDEX_SUFFIX, cache_dir)
     if not rebuild and compression == Compression.NONE:
         size = os.path.getsize(path)
         for c in candidates:
@@ -156,13 +145,7 @@ def load_index(path, compression=None, cache_dir: Optional[str] = None,
             if index is not None:
                 return index
     index = build_index(path, compression)
-    for c in candidates:
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(c)), exist_ok=True)
-            write_index(index, c)
-            break
-        except OSError:
-            continue
+    store_index(candidates, lambda location: write_index(index, location))
     return index
 
 

@@ -42,6 +42,11 @@ uint64_t dbr__seed_step(uint64_t state, uint64_t part);
 int dbr__file_from_fd(int fd, int owns_fd, uint64_t base, uint64_t size,
                       const char *path, int64_t mtime, dbr_file **out);
 
+/* A file over an fd just opened for reading, which it takes (closing it on
+ * failure): directories are DBR_E_IS_DIR, and files that report size 0
+ * (procfs) are read whole into memory.  path is copied. */
+int dbr__file_from_open_fd(int fd, const char *path, dbr_file **out);
+
 /* A file over malloc'd bytes; the file takes ownership of mem (also on
  * failure).  path is copied. */
 int dbr__file_from_memory(void *mem, uint64_t size, const char *path,
@@ -79,6 +84,11 @@ typedef struct dbr__mount_ops {
     void (*release)(void *impl);
 } dbr__mount_ops;
 
+/* Tests only: allow (1, the default) or forbid (0) openat2 for confined
+ * directory mounts, so the user-space walk can be tested on any kernel;
+ * returns 1 if the kernel has openat2 (not thread-safe). */
+int dbr__vfs_allow_openat2(int allow);
+
 /* Appends a mount; on success the VFS owns impl and calls ops->release. */
 int dbr__vfs_mount(dbr_vfs *vfs, const dbr__mount_ops *ops, void *impl,
                    int is_dir);
@@ -111,7 +121,8 @@ void dbr__parallel_for(size_t count, int threads,
 /* Number of online CPUs (at least 1). */
 int dbr__cpu_count(void);
 
-/* The outcome of a batch as its caller reports it: the failure of the
+/* The outcome of a batch as its caller reports it: every item's status
+ * and message in the caller's arrays, and the failure of the
  * lowest-numbered failed item, whichever thread ran it (a worker's
  * dbr_last_error() is its own, so the detail is copied here). */
 typedef struct dbr__batch_status {
@@ -119,13 +130,26 @@ typedef struct dbr__batch_status {
     int rc;         /* DBR_OK, or the status of item `index`                   */
     size_t index;
     char msg[768];
+    /* The caller's per-item arrays, each may be NULL (dbr.h's one shape for
+     * batch outcomes): item i's status at statuses[i], its message at
+     * messages + i * message_cap. */
+    int *statuses;
+    char *messages;
+    size_t message_cap;
 } dbr__batch_status;
 
-#define DBR__BATCH_STATUS_INIT {0, DBR_OK, 0, {0}}
+#define DBR__BATCH_STATUS_INIT {0, DBR_OK, 0, {0}, NULL, NULL, 0}
+#define DBR__BATCH_STATUS_ITEMS(statuses, messages, message_cap) \
+    {0, DBR_OK, 0, {0}, (statuses), (messages), (message_cap)}
 
 /* Records that item index failed with rc; call it on the worker right after
  * the failure, while dbr_last_error() still holds the detail. */
 void dbr__batch_fail(dbr__batch_status *status, int rc, size_t index);
+
+/* Records item index's outcome: its status, its message (this thread's
+ * dbr_last_error() on failure, "" on success) and, on failure,
+ * dbr__batch_fail.  Call it on the worker right after the item. */
+void dbr__batch_item(dbr__batch_status *status, size_t index, int rc);
 
 /* DBR_OK, or the recorded failure re-recorded on the calling thread (with
  * "batch item N: " before the detail when name_index is set). */
@@ -137,10 +161,8 @@ int dbr__batch_result(const dbr__batch_status *status, int name_index);
  * file's byte 0 within it (file.c). */
 int dbr__file_fd(const dbr_file *file, uint64_t *base);
 
-/* Takes one more reference to an archive; dbr_zip_close drops one. */
-void dbr__zip_retain(dbr_zip *zip);
-
-/* Releases one reference (a dbr__file_set_owner release callback). */
+/* Releases one reference to an archive, as dbr_zip_close does (a
+ * dbr__file_set_owner release callback). */
 void dbr__zip_release(void *zip);
 
 /* Raw deflate of a whole buffer into exactly dst_len bytes (inflate.c,
@@ -167,10 +189,8 @@ uint64_t dbr__hash_bytes(const char *s, size_t n);
 
 /* ---- tar archives (tar.c, tar_vfs.c) ---- */
 
-/* Takes one more reference to a tar; dbr_tar_close drops one. */
-void dbr__tar_retain(dbr_tar *tar);
-
-/* Releases one reference (a dbr__file_set_owner release callback). */
+/* Releases one reference to a tar, as dbr_tar_close does (a
+ * dbr__file_set_owner release callback). */
 void dbr__tar_release(void *tar);
 
 /* ---- TFRecord and Example (crc32c.c, tfrecord.c, example.c) ---- */
@@ -212,6 +232,11 @@ int dbr__example_find_uint8(const dbr_example_parser *p, const unsigned char *re
  * cannot take it (the parser then reports why). */
 unsigned char *dbr__example_slot(const dbr_example_parser *p, size_t feature, size_t index,
                                  size_t n, const dbr_feature_out *outs, size_t *bytes);
+/* Marks record index of a batch of n as failed in the outputs: its direct
+ * slots zeroed, its counts 0 (dbr__example_parse_one does it itself; a
+ * record whose frame failed to read needs it too). */
+void dbr__example_drop_record(const dbr_example_parser *p, size_t index, size_t n,
+                              dbr_feature_out *outs);
 /* 1 if every feature writes straight into dst (batches may fan out). */
 int dbr__example_all_direct(const dbr_example_parser *p);
 

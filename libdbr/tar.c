@@ -642,7 +642,11 @@ int dbr_tar_open(const char *path, const dbr_tar_options *opts, dbr_tar **out)
     return dbr_tar_open_indexed(path, opts, NULL, 0, out);
 }
 
-void dbr__tar_retain(dbr_tar *tar) { __atomic_fetch_add(&tar->refs, 1, __ATOMIC_RELAXED); }
+void dbr_tar_retain(const dbr_tar *tar)
+{
+    if (tar)
+        __atomic_fetch_add(&((dbr_tar *)tar)->refs, 1, __ATOMIC_RELAXED);
+}
 
 void dbr__tar_release(void *tar)
 {
@@ -762,9 +766,6 @@ typedef struct read_batch {
     void *const *dsts;
     const size_t *caps;
     size_t *out_lens;
-    int *statuses;
-    char *messages;
-    size_t message_cap;
     dbr__batch_status status;
 } read_batch;
 
@@ -775,17 +776,7 @@ static void read_one(void *ctx, size_t i)
     int rc = dbr_tar_read(b->tar, b->indices[i], b->dsts[i], b->caps[i], &len);
     if (b->out_lens)
         b->out_lens[i] = len;
-    if (b->statuses)
-        b->statuses[i] = rc;
-    if (b->messages && b->message_cap) {
-        char *msg = b->messages + i * b->message_cap;
-        if (rc == DBR_OK)
-            msg[0] = '\0';
-        else
-            dbr__copy_last_error(msg, b->message_cap);
-    }
-    if (rc != DBR_OK)
-        dbr__batch_fail(&b->status, rc, i);
+    dbr__batch_item(&b->status, i, rc);
 }
 
 int dbr_tar_read_many(const dbr_tar *tar, const size_t *indices, size_t n, void *const *dsts,
@@ -794,8 +785,8 @@ int dbr_tar_read_many(const dbr_tar *tar, const size_t *indices, size_t n, void 
 {
     if (!tar || (n && (!indices || !dsts || !caps)))
         return dbr__fail(DBR_E_ARG, "dbr_tar_read_many: NULL argument");
-    read_batch b = {tar, indices, dsts, caps, out_lens, statuses, messages, message_cap,
-                    DBR__BATCH_STATUS_INIT};
+    read_batch b = {tar, indices, dsts, caps, out_lens,
+                    DBR__BATCH_STATUS_ITEMS(statuses, messages, message_cap)};
     /* Copies from the mapping are fast: threads pay only for big batches. */
     dbr__parallel_for(n, threads, read_one, &b);
     return dbr__batch_result(&b.status, 0);
@@ -813,7 +804,7 @@ int dbr_tar_open_entry(const dbr_tar *tar, size_t index, dbr_file **out)
     /* A window onto the archive file: no copy, read with pread. */
     rc = dbr__file_from_fd(tar->fd, 0, m->data, m->size, member_name(tar, m), m->mtime, out);
     if (rc == DBR_OK) {
-        dbr__tar_retain((dbr_tar *)tar);
+        dbr_tar_retain(tar);
         dbr__file_set_owner(*out, (void *)tar, dbr__tar_release);
     }
     return rc;

@@ -39,6 +39,6 @@ int dbr_vfs_mount_tar(dbr_vfs *vfs, dbr_tar *tar)
 {
     if (!vfs || !tar)
         return dbr__fail(DBR_E_ARG, "dbr_vfs_mount_tar: NULL argument");
-    dbr__tar_retain(tar); /* the mount's reference, dropped by its release */
+    dbr_tar_retain(tar); /* the mount's reference, dropped by its release */
     return dbr__vfs_mount_archive(vfs, &tar_ops, tar, dbr_tar_count(tar));
 }

@@ -529,7 +529,11 @@ int dbr_zip_open_file(const dbr_file *file, const dbr_zip_options *opts, dbr_zip
     return zip_finish_open(z, opts, out);
 }
 
-void dbr__zip_retain(dbr_zip *zip) { __atomic_fetch_add(&zip->refs, 1, __ATOMIC_RELAXED); }
+void dbr_zip_retain(const dbr_zip *zip)
+{
+    if (zip)
+        __atomic_fetch_add(&((dbr_zip *)zip)->refs, 1, __ATOMIC_RELAXED);
+}
 
 void dbr__zip_release(void *zip)
 {
@@ -898,7 +902,6 @@ typedef struct read_batch {
     void *const *dsts;
     const size_t *caps;
     size_t *out_lens;
-    int *statuses;
     dbr__batch_status status;
 } read_batch;
 
@@ -906,20 +909,29 @@ static void read_one(void *ctx, size_t i)
 {
     read_batch *b = ctx;
     int rc = dbr_zip_read(b->zip, b->indices[i], b->dsts[i], b->caps[i], &b->out_lens[i]);
-    b->statuses[i] = rc;
-    if (rc != DBR_OK)
-        dbr__batch_fail(&b->status, rc, i);
+    dbr__batch_item(&b->status, i, rc);
+}
+
+int dbr_zip_read_many_ex(const dbr_zip *zip, const size_t *indices, size_t count,
+                         void *const *dsts, const size_t *caps, size_t *out_lens,
+                         int threads, int *statuses, char *messages, size_t message_cap)
+{
+    if (!zip || (count && (!indices || !dsts || !caps || !out_lens)))
+        return dbr__fail(DBR_E_ARG, "dbr_zip_read_many: NULL argument");
+    read_batch b = {zip, indices, dsts, caps, out_lens,
+                    DBR__BATCH_STATUS_ITEMS(statuses, messages, message_cap)};
+    dbr__parallel_for(count, threads, read_one, &b);
+    return dbr__batch_result(&b.status, 0);
 }
 
 int dbr_zip_read_many(const dbr_zip *zip, const size_t *indices, size_t count,
                       void *const *dsts, const size_t *caps, size_t *out_lens,
                       int *statuses, int threads)
 {
-    if (!zip || (count && (!indices || !dsts || !caps || !out_lens || !statuses)))
+    if (count && !statuses)
         return dbr__fail(DBR_E_ARG, "dbr_zip_read_many: NULL argument");
-    read_batch b = {zip, indices, dsts, caps, out_lens, statuses, DBR__BATCH_STATUS_INIT};
-    dbr__parallel_for(count, threads, read_one, &b);
-    return dbr__batch_result(&b.status, 0);
+    return dbr_zip_read_many_ex(zip, indices, count, dsts, caps, out_lens, threads, statuses,
+                                NULL, 0);
 }
 
 int dbr_zip_open_entry(const dbr_zip *zip, size_t index, dbr_file **out)
@@ -943,7 +955,7 @@ int dbr_zip_open_entry(const dbr_zip *zip, size_t index, dbr_file **out)
         if (rc == DBR_OK)
             rc = dbr__file_from_fd(zip->fd, 0, zip->base + data, e->usize, name, mtime, out);
         if (rc == DBR_OK) {
-            dbr__zip_retain((dbr_zip *)zip);
+            dbr_zip_retain(zip);
             dbr__file_set_owner(*out, (void *)zip, dbr__zip_release);
         }
         return rc;

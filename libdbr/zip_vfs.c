@@ -39,6 +39,6 @@ int dbr_vfs_mount_zip(dbr_vfs *vfs, dbr_zip *zip)
 {
     if (!vfs || !zip)
         return dbr__fail(DBR_E_ARG, "dbr_vfs_mount_zip: NULL argument");
-    dbr__zip_retain(zip); /* the mount's reference, dropped by its release */
+    dbr_zip_retain(zip); /* the mount's reference, dropped by its release */
     return dbr__vfs_mount_archive(vfs, &zip_ops, zip, dbr_zip_count(zip));
 }
