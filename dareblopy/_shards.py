@@ -304,8 +304,8 @@ class ZipShard(ArchiveShard):
         return f"entry '{self._entries()[index]}' of '{self.path}'"
 
     def read(self, indices: Sequence[int], threads: int = 1) -> List[Union[bytes, Exception]]:
-        archive = self.archive()
-        return _read_entries(archive, [self._indices[i] for i in indices], threads)
+        return self.archive().read_entries([self._indices[i] for i in indices], threads=threads,
+                                           errors="return")
 
     def decode_jpegs(self, indices: Sequence[int], **options):
         """Decodes the entries straight into a batch: C workers read each
@@ -315,12 +315,6 @@ class ZipShard(ArchiveShard):
         archive = self.archive()
         return decode_jpeg_entries(archive, [self._indices[i] for i in indices],
                                    errors="return", **options)
-
-
-def _read_entries(archive, entries: List[int], threads: int) -> List[Union[bytes, Exception]]:
-    """Entries by central-directory index in one C call; each failure in
-    its place, with libdbr's own message for it (nothing is read twice)."""
-    return archive.read_entries(entries, threads=threads, errors="return")
 
 
 def zip_shards(paths: Sequence[PathLike], **options) -> List[ZipShard]:
