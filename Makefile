@@ -12,7 +12,7 @@ all: build
 # System packages (apt) and a virtualenv with the Python tools.
 $(VENV)/.ready: requirements-dev.txt .ci/install-system-deps
 	./.ci/install-system-deps
-	$(PYTHON) -m venv $(VENV)
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@

@@ -22,7 +22,7 @@ from ._zip import Archive, ZipInfo, ZipWriter, open_zip_archive
 
 # ---- JPEG
 from ._jpeg import (JpegInfo, crop_box, decode_jpeg, decode_jpeg_batch,
-                    decode_jpeg_files, jpeg_info, read_jpg_as_numpy)
+                    decode_jpeg_entries, decode_jpeg_files, jpeg_info, read_jpg_as_numpy)
 
 # ---- TFRecord
 from ._example import (DataType, Example, FixedLenFeature, FixedLenSequenceFeature, Ragged,
@@ -38,8 +38,9 @@ NONE, GZIP, ZLIB = Compression.NONE, Compression.GZIP, Compression.ZLIB
 
 # ---- data loading
 from ._loader import DataLoaderIterator, data_loader
-from ._dataset import (DirectoryShard, IndexedSamples, ShardedDataset, ShardReader,
-                       TFRecordShard, ZipShard, directory_shards, labels_from_parent_dirs,
-                       read_label_file, tfrecord_shards, zip_shards)
+from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipShard,
+                      directory_shards, tfrecord_shards, zip_shards)
+from ._labels import labels_from_parent_dirs, read_label_file
+from ._dataset import IndexedSamples, ShardedDataset
 from ._pack import read_manifest_labels
 from ._pipeline import image_batch_transform, image_classification_dataset

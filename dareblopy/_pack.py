@@ -24,7 +24,7 @@ import sys
 import tempfile
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
-from ._dataset import name_label_lines
+from ._labels import name_label_lines
 from ._shuffle import permutation
 
 

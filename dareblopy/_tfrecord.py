@@ -14,13 +14,13 @@ import enum
 import hashlib
 import os
 import struct
-import tempfile
 import time
 import zlib
 from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ._atomic import AtomicFile, atomic_write
 from ._buffers import ArrayRecycler, encode_path, new_bytes
 from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_code
 from ._example import RecordParser
@@ -82,15 +82,8 @@ def build_index(path_or_file, compression=None, verify_crc: bool = False,
 def write_index(index: np.ndarray, index_path) -> None:
     """Writes an index as text, atomically."""
     text = "".join(f"{int(o)} {int(n)}\n" for o, n in index)
-    folder = os.path.dirname(os.path.abspath(index_path))
-    fd, tmp = tempfile.mkstemp(prefix=".idx-", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, index_path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(index_path, "w", fsync=False) as fh:  # a cache: rebuilt if lost
+        fh.write(text)
 
 
 def read_index(index_path) -> np.ndarray:
@@ -263,55 +256,50 @@ class RecordReader:
 
 class TFRecordWriter:
     """Writes records (NONE, GZIP or ZLIB), readable by TensorFlow.  The file
-    appears atomically at ``close()`` (written to a temporary name in the
-    same folder, then renamed); leaving a ``with`` block by an exception
-    discards it."""
+    appears atomically at ``close()`` (see ``AtomicFile``: written under a
+    temporary name in the same folder, then renamed; a failed close removes
+    the temporary file); leaving a ``with`` block by an exception discards
+    it."""
 
     def __init__(self, path, compression=None, level: int = 6):
         self.path = os.fspath(path)
         encode_path(self.path)
         self.compression = _compression(compression)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, self._tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.path) + ".",
-                                         suffix=".tmp", dir=folder)
-        self._fh = os.fdopen(fd, "wb")
         self._z = None
         if self.compression != Compression.NONE:
             wbits = 31 if self.compression == Compression.GZIP else 15
             self._z = zlib.compressobj(level, zlib.DEFLATED, wbits)
+        self._out = AtomicFile(self.path)
 
     def write(self, record) -> None:
-        if self._fh is None:
+        """Appends one record: a bytes-like object (bytes, bytearray,
+        memoryview, a contiguous numpy array's buffer)."""
+        if self._out.closed:
             raise ValueError("write to a closed TFRecordWriter")
-        data = bytes(record)
-        head = struct.pack("<Q", len(data))
-        frame = b"".join((head, struct.pack("<I", lib.dbr_crc32c_mask(lib.dbr_crc32c(0, head, 8))),
-                          data,
-                          struct.pack("<I", lib.dbr_crc32c_mask(lib.dbr_crc32c(0, data, len(data))))))
-        self._fh.write(self._z.compress(frame) if self._z else frame)
+        if isinstance(record, (str, int)) or not _is_bytes_like(record):
+            raise TypeError(f"TFRecordWriter.write takes a bytes-like object, "
+                            f"not {type(record).__name__}")
+        frame = _frame(record)
+        self._out.file.write(self._z.compress(frame) if self._z else frame)
 
     def flush(self) -> None:
         if self._z:
-            self._fh.write(self._z.flush(zlib.Z_SYNC_FLUSH))
-        self._fh.flush()
+            self._out.file.write(self._z.flush(zlib.Z_SYNC_FLUSH))
+        self._out.file.flush()
 
     def close(self) -> None:
-        if self._fh is None:
+        if self._out.closed:
             return
-        if self._z:
-            self._fh.write(self._z.flush())
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        self._fh = None
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
+        try:
+            if self._z:
+                self._out.file.write(self._z.flush())
+        except BaseException:
+            self._out.discard()
+            raise
+        self._out.commit()
 
     def discard(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-            os.unlink(self._tmp)
+        self._out.discard()
 
     def __enter__(self):
         return self
@@ -322,11 +310,22 @@ class TFRecordWriter:
         else:
             self.discard()
 
-    def __del__(self):
-        try:
-            self.discard()
-        except Exception:
-            pass
+
+def _is_bytes_like(obj) -> bool:
+    try:
+        memoryview(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def _frame(record) -> bytes:
+    data = memoryview(record).cast("B") if not isinstance(record, bytes) else record
+    head = struct.pack("<Q", len(data))
+    return b"".join((head, struct.pack("<I", lib.dbr_crc32c_mask(lib.dbr_crc32c(0, head, 8))),
+                     data,
+                     struct.pack("<I", lib.dbr_crc32c_mask(
+                         lib.dbr_crc32c(0, ffi.from_buffer(data), len(data))))))
 
 
 # ---- yielders -------------------------------------------------------------

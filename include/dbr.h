@@ -454,9 +454,27 @@ typedef enum dbr_jpeg_colorspace {
 #define DBR_JPEG_DEFAULT_MAX_PIXELS 134217728
 /* Progressive scans; real files have about 10 (TurboJPEG's limit is 500). */
 #define DBR_JPEG_DEFAULT_MAX_SCANS 500
-/* dbr_jpeg_result.warnings: the data was corrupt or truncated and libjpeg
- * recovered (lenient mode only; strict mode fails instead). */
+/* dbr_jpeg_result.warnings: the data was corrupt and libjpeg recovered
+ * (never set in strict mode, which fails instead). */
 #define DBR_JPEG_WARN_CORRUPT 1
+
+/* What a decode does with damaged data: the values of
+ * dbr_jpeg_options.lenient (the field is named after its first use).
+ * RECOVER (0, the default) accepts exactly what Pillow accepts: data that
+ * libjpeg recovers from with a warning (extraneous bytes before a marker,
+ * a stray FF 00 in the header, corrupt entropy codes) decodes, with
+ * DBR_JPEG_WARN_CORRUPT set; data that ends before the last row
+ * (truncation) is DBR_E_CORRUPT, as in Pillow without LOAD_TRUNCATED_IMAGES.
+ * LENIENT (1) also decodes truncated data, the missing rows gray.
+ * STRICT (2) refuses every warning (TurboJPEG's stop-on-warning).
+ * The decision does not depend on the region or crop: a decode that stops
+ * above damaged data still sees it.  For RECOVER that costs a scan for the
+ * end marker after the last wanted row (an FF search, microseconds); only
+ * scans that do not run into EOI, and every STRICT region, have the rest
+ * of the entropy data decoded (without IDCT) to decide. */
+#define DBR_JPEG_RECOVER 0
+#define DBR_JPEG_LENIENT 1
+#define DBR_JPEG_STRICT 2
 
 /* What the header says, found without decoding. */
 typedef struct dbr_jpeg_info {
@@ -476,12 +494,12 @@ DBR_API int dbr_jpeg_read_header(const void *src, size_t len,
                                  dbr_jpeg_info *out);
 
 /* Decoding options.  All-zero bytes (or a NULL pointer) mean the defaults:
- * RGB, accurate, strict, stored orientation, default limits, full size. */
+ * RGB, accurate, Pillow's acceptance (DBR_JPEG_RECOVER), stored
+ * orientation, default limits, full size. */
 typedef struct dbr_jpeg_options {
     int format;            /* dbr_pixel_format                               */
     int fast;              /* 1: fast integer IDCT, no fancy upsampling       */
-    int lenient;           /* 1: recoverable corruption sets
-                              DBR_JPEG_WARN_CORRUPT instead of failing        */
+    int lenient;           /* DBR_JPEG_RECOVER, _LENIENT or _STRICT (above)   */
     int apply_orientation; /* 1: rotate/flip by the EXIF orientation          */
     uint64_t max_pixels;   /* of the stored image; 0: the default            */
     int max_scans;         /* 0: DBR_JPEG_DEFAULT_MAX_SCANS                  */
@@ -549,7 +567,8 @@ typedef struct dbr_jpeg_crop {
     int flip;                 /* DBR_FLIP_*: horizontal flip                */
     uint64_t seed;
     /* DBR_CROP_RANDOM: area fraction and aspect ratio ranges; 0 means
-     * torchvision's (0.08, 1) and (3/4, 4/3). */
+     * torchvision's (0.08, 1) and (3/4, 4/3).  NaN, infinite or negative
+     * values and decreasing ranges are DBR_E_ARG. */
     double scale_min, scale_max, ratio_min, ratio_max;
     /* DBR_CROP_CENTER: shorter side after resizing; 0 means
      * max(out_w, out_h), i.e. no margin. */
@@ -603,6 +622,22 @@ DBR_API int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n,
                                   int threads, int *statuses,
                                   dbr_jpeg_result *results, char *messages,
                                   size_t message_cap);
+
+/* The same for archive entries (DBR_1.1): item i is entry indices[i] of
+ * zip.  Each worker reads its entry with dbr_zip_read (CRC checked as the
+ * archive was opened) into a buffer it keeps for its next item, so reading
+ * overlaps decoding and the compressed bytes never leave libdbr.  Failed
+ * items' messages name the archive and the entry; an index past the end
+ * is that item's DBR_E_ARG.  Safe to run concurrently with any other read
+ * of zip. */
+DBR_API int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n,
+                                    const size_t *indices,
+                                    const dbr_jpeg_options *opts,
+                                    const dbr_jpeg_crop *crop,
+                                    uint64_t first_index, void *dst,
+                                    size_t cap, int threads, int *statuses,
+                                    dbr_jpeg_result *results, char *messages,
+                                    size_t message_cap);
 
 /* ---- TFRecord and tf.train.Example ------------------------------------ */
 

@@ -121,6 +121,14 @@ void dbr__zip_retain(dbr_zip *zip);
 /* Releases one reference (a dbr__file_set_owner release callback). */
 void dbr__zip_release(void *zip);
 
+/* Raw deflate of a whole buffer into exactly dst_len bytes (inflate.c,
+ * libdeflate).  DBR_E_CORRUPT with *why set when the data is bad or decodes
+ * to another size; dbr__inflate_whole_available() is 0 in builds without
+ * libdeflate, where callers stream with zlib. */
+int dbr__inflate_whole(const void *src, size_t src_len, void *dst, size_t dst_len,
+                       const char **why);
+int dbr__inflate_whole_available(void);
+
 /* CRC-32 of ZIP/gzip (crc32.c), chaining like zlib's crc32: start at 0. */
 uint32_t dbr__crc32(uint32_t crc, const void *data, size_t len);
 
@@ -210,6 +218,9 @@ int dbr__jpeg_decode_planned(const void *src, size_t len,
                              const dbr__jpeg_plan_t *plan, void *dst,
                              size_t pitch, dbr__row_sink sink, void *sink_ctx,
                              uint32_t *warnings);
+
+/* DBR_OK, or DBR_E_ARG with the reason, for crop options (jpeg_crop.c). */
+int dbr__jpeg_check_crop(const dbr_jpeg_crop *crop);
 
 /* ceil(side * eighths / 8): libjpeg's size for a scale of eighths/8. */
 uint32_t dbr__jpeg_scaled(uint32_t side, int eighths);

@@ -702,10 +702,36 @@ static int data_offset(const dbr_zip *z, zentry *e, uint64_t *out)
     return DBR_OK;
 }
 
-/* Inflates straight into dst.  From a mapping, the whole input goes in at
- * once, and with Z_FINISH and room for the whole output zlib decodes in one
- * call and never allocates or fills its 32 KiB window. */
-static int inflate_entry(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
+/* Entries up to this many compressed bytes are decoded whole when read with
+ * pread (a mapping is decoded where it lies, at any size): reading them
+ * whole costs at most this much memory per thread. */
+#define INFLATE_WHOLE_MAX ((uint64_t)64 << 20)
+
+/* Decodes the entry in one libdeflate call (inflate.c). */
+static int inflate_entry_whole(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
+{
+    const char *name = entry_name(z, e);
+    unsigned char *in = z->bytes ? (unsigned char *)(z->bytes + data)
+                                 : malloc(e->csize ? (size_t)e->csize : 1);
+    if (!in)
+        return dbr__fail(DBR_E_NOMEM, "out of memory inflating '%s'", name);
+    int rc = z->bytes ? DBR_OK : read_at(z, in, (size_t)e->csize, data, "deflate data");
+    const char *why = "";
+    if (rc == DBR_OK && dbr__inflate_whole(in, (size_t)e->csize, dst, (size_t)e->usize,
+                                           &why) != DBR_OK)
+        rc = dbr__fail(DBR_E_CORRUPT, "archive '%s' entry '%s': %s (%llu bytes declared)",
+                       z->path, name, why, (unsigned long long)e->usize);
+    if (!z->bytes)
+        free(in);
+    return rc;
+}
+
+/* Inflates straight into dst with zlib's streaming inflate: for builds
+ * without libdeflate, and for entries too large to hold whole.  From a
+ * mapping, the whole input goes in at once, and with Z_FINISH and room for
+ * the whole output zlib decodes in one call and never allocates or fills
+ * its 32 KiB window. */
+static int inflate_entry_stream(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
 {
     const char *name = entry_name(z, e);
     size_t chunk = z->bytes ? 0x40000000u
@@ -766,6 +792,15 @@ static int inflate_entry(const dbr_zip *z, const zentry *e, uint64_t data, void 
     inflateEnd(&s);
     free(in);
     return rc;
+}
+
+/* Decodes a deflate entry into dst, whole where it can. */
+static int inflate_entry(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
+{
+    if (dbr__inflate_whole_available() && (z->bytes || e->csize <= INFLATE_WHOLE_MAX) &&
+        e->csize <= SIZE_MAX)
+        return inflate_entry_whole(z, e, data, dst);
+    return inflate_entry_stream(z, e, data, dst);
 }
 
 static int lz4_entry(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
