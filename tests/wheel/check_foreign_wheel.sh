@@ -6,6 +6,8 @@
 # under qemu-user.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# The installed wheel must load its own libdbr, not the checkout's (make exports this).
+unset DAREBLOPY_LIBDBR
 arch=$1
 declare -A debian_arch=([aarch64]=arm64 [x86_64]=amd64 [ppc64le]=ppc64el [s390x]=s390x)
 root=$PWD/build-wheels/$arch-python

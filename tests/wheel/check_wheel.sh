@@ -5,6 +5,8 @@
 # tests/wheel/smoke.py from there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# The installed wheel must load its own libdbr, not the checkout's (make exports this).
+unset DAREBLOPY_LIBDBR
 wheel=$(ls wheelhouse/dareblopy-*"_$(uname -m)".whl)
 pythons=${DBR_WHEEL_PYTHONS:-"$(ls -d "$HOME"/.pyenv/versions/3.9*/bin/python3.9 2>/dev/null | head -1) $(ls -d "$HOME"/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -1)"}
 work=$(mktemp -d)

@@ -22,6 +22,7 @@ def check(name, cond):
 
 pkg_dir = os.path.dirname(db.__file__)
 check("imported from site-packages, not a checkout", "site-packages" in pkg_dir)
+check("no DAREBLOPY_LIBDBR override: the packaged libdbr is the one loaded", "DAREBLOPY_LIBDBR" not in os.environ)
 check("header and library versions agree", db.libdbr_version == db._lib.DBR_VERSION_NUMBER)
 
 lib_path = os.path.join(pkg_dir, "libdbr.so")
