@@ -13,6 +13,11 @@ from ._errors import (BufferTooSmallError, CorruptDataError, DbrError,
                       UnsupportedError)
 from ._files import (File, FileSystem, Location, Mode, open_as_bytes,
                      open_as_numpy_ubyte, read_files, readinto)
+from ._status import Status
+from . import utils
+# DareBlopy 0.0.5 exported the open modes at module level too.
+read, write, append = Mode.read, Mode.write, Mode.append
+read_update, write_update, append_update = Mode.read_update, Mode.write_update, Mode.append_update
 
 __version__ = _ffi.string(_lib.dbr_version_string()).decode()
 libdbr_version = _lib.dbr_version_number()

@@ -413,6 +413,8 @@ class ShardedDataset:
                 if isinstance(got, BaseException):
                     raise got
                 name = got.name
+                if isinstance(got.data, BaseException):  # failed once its name was known
+                    raise got.data
                 label = (label_of(self.labels, name) if self.labels is not None
                          else got.label)
                 item = got.data

@@ -227,7 +227,11 @@ def _crop(size, crop, interp, flip, seed, scale_range, ratio, shorter, box):
     if len(ranges) != 4 or not all(math.isfinite(v) for v in ranges):
         raise InvalidArgumentError(f"scale {scale_range!r} and ratio {ratio!r} must be "
                                    f"(min, max) pairs of finite numbers")
-    c.out_h, c.out_w = (int(v) for v in size)
+    if isinstance(size, (int, np.integer)):  # a square, as the image pipeline takes it
+        size = (size, size)
+    if isinstance(size, (str, bytes)) or len(size) != 2:
+        raise InvalidArgumentError(f"size must be an int or (height, width), not {size!r}")
+    c.out_h, c.out_w = map(int, size)
     c.seed = seed & 0xFFFFFFFFFFFFFFFF
     c.scale_min, c.scale_max = scale_range
     c.ratio_min, c.ratio_max = ratio
@@ -308,8 +312,9 @@ def decode_jpeg_batch(buffers: Sequence, size=None, out: Optional[np.ndarray] = 
     """Decodes a list of JPEG buffers into one ``N x H x W x C`` array in a
     single C call on ``threads`` threads (0: one per CPU), GIL released.
 
-    size: (height, width) of every slot; without a crop every image must
-    have that size (default: the first image's).  crop: None, "resize" (the
+    size: (height, width) of every slot, or one int for a square; without a
+    crop every image must have that size (default: the first image's).
+    crop: None, "resize" (the
     whole image), "center" (resize the shorter side to ``shorter``, then
     take the centre), "random" (torchvision's RandomResizedCrop with
     ``scale`` and ``ratio``, finite (min, max) pairs) or "box" (``box`` =

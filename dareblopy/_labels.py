@@ -11,19 +11,20 @@ Labels = Union[Mapping[str, int], Callable[[str], int], None]
 __all__ = ["read_label_file", "labels_from_parent_dirs"]
 
 
-def name_label_lines(path: PathLike) -> Iterator[Tuple[str, int]]:
+def name_label_lines(path: PathLike, integer: bool = True) -> Iterator[Tuple[str, int]]:
     """(name, label) for each ``name label`` line of a text file; blank
-    lines and lines starting with '#' are skipped, names may hold spaces."""
+    lines and lines starting with '#' are skipped, names may hold spaces.
+    ``integer=False`` yields each label's text (a class name) instead."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             name, _, label = line.rpartition(" ")
-            if not name.strip() or not label.lstrip("-").isdigit():
+            if not name.strip() or (integer and not label.lstrip("-").isdigit()):
                 raise ValueError(f"{os.fspath(path)}:{lineno}: expected 'name label', "
                                  f"got {line!r}")
-            yield name.strip(), int(label)
+            yield name.strip(), int(label) if integer else label
 
 
 def read_label_file(path: PathLike) -> Dict[str, int]:

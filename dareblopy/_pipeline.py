@@ -21,19 +21,20 @@ its own samples straight into the batch array when it offers
 entries from the archive; directory shards: each C worker reads and decodes
 its file), so compressed bytes never pass through Python; other shards
 (TFRecord Examples, custom readers) are read and their bytes decoded.  It
-returns the array and one outcome per sample, a :class:`Sample` or the
-exception that sample raised, so skip mode drops exactly the failed samples
-without reading or decoding anything twice.
+returns the array and one outcome per sample: a :class:`Sample`, the
+exception that reading it raised, or a Sample whose ``data`` is the
+exception that decoding it raised; so skip mode drops exactly the failed
+samples, by name, without reading or decoding anything twice.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Mapping, Sequence, Tuple, Union
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._buffers import ArrayRecycler
 from ._dataset import ShardedDataset
-from ._shards import Sample, ShardReader, decode_with_errors, read_samples
+from ._shards import Sample, ShardReader, read_samples
 
 
 class ImageBatchTransform:
@@ -42,13 +43,16 @@ class ImageBatchTransform:
     the dataset, with shards (:meth:`from_shards`)."""
 
     def __init__(self, size: int = 224, train: bool = True, crop_fraction: float = 0.875,
-                 interp: str = "bilinear", threads: int = 0, fast: bool = False):
+                 interp: str = "bilinear", threads: int = 0, fast: bool = False,
+                 strict: Optional[bool] = None):
         self.size = int(size)
         self.threads = threads
         # Batches are reused once the caller has let go of them (fresh
         # multi-megabyte arrays cost page faults; see ArrayRecycler).
         self._recycle = ArrayRecycler(keep=8)
-        self.options = dict(size=(self.size, self.size), interp=interp, fast=fast)
+        # strict: the damage rule of dareblopy._jpeg (None: Pillow's).
+        self.options = dict(size=(self.size, self.size), interp=interp, fast=fast,
+                            strict=strict)
         if train:
             self.options.update(crop="random", flip="random")
         else:
@@ -80,19 +84,19 @@ class ImageBatchTransform:
             else:
                 samples = read_samples(shard, idx, threads)
                 raws = [b"" if isinstance(s, BaseException) else s.data for s in samples]
-                _, errors = decode_with_errors(decode_jpeg_batch, raws, **options)
-                outcomes += [s if isinstance(s, BaseException) or err is None else err
-                             for s, err in zip(samples, errors)]
+                _, errors = decode_jpeg_batch(raws, errors="return", **options)
+                outcomes += [s if isinstance(s, BaseException) or err is None else
+                             s._replace(data=err) for s, err in zip(samples, errors)]
             start += len(idx)
         return out, outcomes
 
 
 def image_batch_transform(size: int = 224, train: bool = True, crop_fraction: float = 0.875,
-                          interp: str = "bilinear", threads: int = 0,
-                          fast: bool = False) -> Callable:
+                          interp: str = "bilinear", threads: int = 0, fast: bool = False,
+                          strict: Optional[bool] = None) -> Callable:
     """A batch transform for :class:`ShardedDataset` that decodes JPEGs into
     an ``N x size x size x 3`` array (see :class:`ImageBatchTransform`)."""
-    return ImageBatchTransform(size, train, crop_fraction, interp, threads, fast)
+    return ImageBatchTransform(size, train, crop_fraction, interp, threads, fast, strict)
 
 
 def image_classification_dataset(

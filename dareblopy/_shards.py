@@ -186,8 +186,7 @@ class DirectoryShard(ShardReader):
         """Decodes the files straight into a batch: each C worker reads and
         decodes its own file (see :func:`dareblopy.decode_jpeg_files`)."""
         from ._jpeg import decode_jpeg_files
-        return decode_with_errors(decode_jpeg_files, [self.paths[i] for i in indices],
-                                  **options)
+        return decode_jpeg_files([self.paths[i] for i in indices], errors="return", **options)
 
     def __repr__(self) -> str:
         return f"DirectoryShard({len(self.files)} files, root={self.root!r})"
@@ -280,6 +279,15 @@ class ZipShard(ShardReader):
         archive = self.archive()
         return _read_entries(archive, [self._indices[i] for i in indices], threads)
 
+    def decode_jpegs(self, indices: Sequence[int], **options):
+        """Decodes the entries straight into a batch: C workers read each
+        entry from the archive and decode it (see
+        :func:`dareblopy.decode_jpeg_entries`)."""
+        from ._jpeg import decode_jpeg_entries
+        archive = self.archive()
+        return decode_jpeg_entries(archive, [self._indices[i] for i in indices],
+                                   errors="return", **options)
+
     def close(self) -> None:
         archive = self._archive.drop()
         if archive is not None:
@@ -296,31 +304,8 @@ class ZipShard(ShardReader):
 
 def _read_entries(archive, entries: List[int], threads: int) -> List[Union[bytes, Exception]]:
     """Entries by central-directory index in one C call; each failure in
-    its place, from the per-item statuses (nothing is read twice)."""
-    from ._buffers import new_bytes
-    h = archive._h()
-    n = len(entries)
-    if n == 0:
-        return []
-    sizes = [lib.dbr_zip_entry_size(h, e) for e in entries]
-    objs = [new_bytes(s) for s in sizes]
-    statuses = ffi.new("int[]", n)
-    lib.dbr_zip_read_many(h, ffi.new("size_t[]", entries), n,
-                          ffi.new("void *[]", [ffi.from_buffer(o) for o in objs]),
-                          ffi.new("size_t[]", sizes), ffi.new("size_t[]", n), statuses,
-                          threads)
-    names = None
-    out: List[Union[bytes, Exception]] = []
-    for k in range(n):
-        if statuses[k] >= 0:
-            out.append(objs[k])
-            continue
-        if names is None:
-            names = archive.namelist()
-        generic = ffi.string(lib.dbr_strerror(statuses[k])).decode()
-        out.append(error_from_code(statuses[k], f"archive '{archive.path}' entry "
-                                                f"'{names[entries[k]]}': {generic}"))
-    return out
+    its place, with libdbr's own message for it (nothing is read twice)."""
+    return archive.read_entries(entries, threads=threads, errors="return")
 
 
 def zip_shards(paths: Sequence[PathLike], **options) -> List[ZipShard]:
@@ -484,19 +469,3 @@ def tfrecord_shards(paths: Sequence[PathLike], **options) -> List[TFRecordShard]
     """One :class:`TFRecordShard` per file; ``options`` (``data``, ``key``,
     ``label``, ``verify_crc``) go to each."""
     return [TFRecordShard(p, **options) for p in paths]
-
-
-def decode_with_errors(decode, sources, **options):
-    """``decode(sources, errors="return", **options)``: the batch array and
-    a list with each item's exception or None."""
-    import inspect
-    if "errors" in inspect.signature(decode).parameters:
-        return decode(sources, errors="return", **options)
-    # Until the decoder reports per-item errors itself: its lenient mode's
-    # statuses, where a recovered (warned) image counts as a failure too.
-    out, statuses = decode(sources, strict=False, **options)
-    errors = [None if s == 0 else
-              CorruptDataError("corrupt JPEG data (libjpeg recovered with a warning)")
-              if s > 0 else error_from_code(int(s), ffi.string(lib.dbr_strerror(int(s))).decode())
-              for s in statuses.tolist()]
-    return out, errors

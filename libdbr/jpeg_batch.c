@@ -169,20 +169,11 @@ static void decode_one(void *ctx, size_t i)
     dbr_file_close(file);
     if (b->zip)
         give_back(b->pool, s);
-    if (rc != DBR_OK) {
+    if (rc != DBR_OK)
         memset(slot, 0, b->item_bytes);
-        dbr__batch_fail(&b->status, rc, i);
-    }
-    if (b->statuses)
-        b->statuses[i] = rc;
     if (b->results)
         b->results[i] = res;
-    if (b->messages && b->message_cap) {
-        if (rc != DBR_OK)
-            dbr__copy_last_error(b->messages + i * b->message_cap, b->message_cap);
-        else
-            b->messages[i * b->message_cap] = '\0';
-    }
+    dbr__batch_item(&b->status, i, rc);
 }
 
 static int run_batch(batch *b, size_t n, void *dst, size_t cap, int threads)
@@ -206,7 +197,8 @@ static int run_batch(batch *b, size_t n, void *dst, size_t cap, int threads)
         return dbr__fail(DBR_E_TOO_SMALL, "JPEG batch: %zu items of %ux%ux%zu need %zu "
                          "bytes, got %zu", n, c->out_h, c->out_w, ch, n * b->item_bytes, cap);
     b->dst = dst;
-    b->status = (dbr__batch_status)DBR__BATCH_STATUS_INIT;
+    b->status = (dbr__batch_status)DBR__BATCH_STATUS_ITEMS(b->statuses, b->messages,
+                                                           b->message_cap);
     dbr__parallel_for(n, threads, decode_one, b);
     return dbr__batch_result(&b->status, 1);
 }

@@ -4,8 +4,8 @@
  *
  * The random box follows torchvision's RandomResizedCrop (area fraction
  * and log-uniform aspect ratio, 10 attempts, then a centre crop clamped to
- * the ratio range), drawn from splitmix64 seeded by (seed, index): the
- * same crop on every machine, thread count and batch split. */
+ * the ratio range), drawn from splitmix64 seeded by dbr_seed_derive(seed,
+ * {index}): the same crop on every machine, thread count and batch split. */
 #include "internal.h"
 
 #include <math.h>
@@ -106,7 +106,7 @@ int dbr__jpeg_check_crop(const dbr_jpeg_crop *c)
 static int choose(const dbr_jpeg_crop *c, uint64_t index, uint32_t W, uint32_t H,
                   double box[4], int *flip)
 {
-    rng r = {mix64(c->seed ^ mix64(index + 0x632BE59BD9B4E019ULL))};
+    rng r = {dbr__seed_step(c->seed, index)}; /* = dbr_seed_derive(seed, {index}, 1) */
     box[0] = box[1] = 0;
     box[2] = W;
     box[3] = H;

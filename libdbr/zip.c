@@ -283,8 +283,10 @@ static int by_hdr(const void *a, const void *b)
 }
 
 /* Gives every entry the offset where the next one (or the directory)
- * starts, and refuses entries that overlap: two records sharing one local
- * header, or a header plus data running into the next header. */
+ * starts.  An entry whose header and data would run into that offset (two
+ * records sharing one local header, or sizes that overlap the next entry)
+ * fails when it is read (data_offset), naming the entry and the offsets;
+ * the archive's other entries stay readable, as with zipfile. */
 static int set_limits(dbr_zip *z, uint64_t dir_start)
 {
     size_t n = z->count;
@@ -300,20 +302,12 @@ static int set_limits(dbr_zip *z, uint64_t dir_start)
             order[i] = &z->entries[i];
         qsort(order, n, sizeof *order, by_hdr);
     }
-    int rc = DBR_OK;
-    for (size_t i = 0; i < n && rc == DBR_OK; i++) {
+    for (size_t i = 0; i < n; i++) {
         zentry *e = order ? order[i] : &z->entries[i];
         e->limit = i + 1 < n ? (order ? order[i + 1] : &z->entries[i + 1])->hdr : dir_start;
-        uint64_t room = e->limit - e->hdr; /* hdr <= limit: sorted, and < dir_start */
-        if (room < LFH_SIZE + (uint64_t)e->name_len || room - LFH_SIZE - e->name_len < e->csize)
-            rc = dbr__fail(DBR_E_CORRUPT, "archive '%s' entry '%s': its %llu bytes at "
-                           "offset %llu overlap the next entry or the central directory "
-                           "at %llu", z->path, entry_name(z, e),
-                           (unsigned long long)e->csize, (unsigned long long)e->hdr,
-                           (unsigned long long)e->limit);
     }
     free(order);
-    return rc;
+    return DBR_OK;
 }
 
 static int parse_directory(dbr_zip *z, const cd_loc *loc)
@@ -535,7 +529,11 @@ int dbr_zip_open_file(const dbr_file *file, const dbr_zip_options *opts, dbr_zip
     return zip_finish_open(z, opts, out);
 }
 
-void dbr__zip_retain(dbr_zip *zip) { __atomic_fetch_add(&zip->refs, 1, __ATOMIC_RELAXED); }
+void dbr_zip_retain(const dbr_zip *zip)
+{
+    if (zip)
+        __atomic_fetch_add(&((dbr_zip *)zip)->refs, 1, __ATOMIC_RELAXED);
+}
 
 void dbr__zip_release(void *zip)
 {
@@ -904,7 +902,6 @@ typedef struct read_batch {
     void *const *dsts;
     const size_t *caps;
     size_t *out_lens;
-    int *statuses;
     dbr__batch_status status;
 } read_batch;
 
@@ -912,20 +909,29 @@ static void read_one(void *ctx, size_t i)
 {
     read_batch *b = ctx;
     int rc = dbr_zip_read(b->zip, b->indices[i], b->dsts[i], b->caps[i], &b->out_lens[i]);
-    b->statuses[i] = rc;
-    if (rc != DBR_OK)
-        dbr__batch_fail(&b->status, rc, i);
+    dbr__batch_item(&b->status, i, rc);
+}
+
+int dbr_zip_read_many_ex(const dbr_zip *zip, const size_t *indices, size_t count,
+                         void *const *dsts, const size_t *caps, size_t *out_lens,
+                         int threads, int *statuses, char *messages, size_t message_cap)
+{
+    if (!zip || (count && (!indices || !dsts || !caps || !out_lens)))
+        return dbr__fail(DBR_E_ARG, "dbr_zip_read_many: NULL argument");
+    read_batch b = {zip, indices, dsts, caps, out_lens,
+                    DBR__BATCH_STATUS_ITEMS(statuses, messages, message_cap)};
+    dbr__parallel_for(count, threads, read_one, &b);
+    return dbr__batch_result(&b.status, 0);
 }
 
 int dbr_zip_read_many(const dbr_zip *zip, const size_t *indices, size_t count,
                       void *const *dsts, const size_t *caps, size_t *out_lens,
                       int *statuses, int threads)
 {
-    if (!zip || (count && (!indices || !dsts || !caps || !out_lens || !statuses)))
+    if (count && !statuses)
         return dbr__fail(DBR_E_ARG, "dbr_zip_read_many: NULL argument");
-    read_batch b = {zip, indices, dsts, caps, out_lens, statuses, DBR__BATCH_STATUS_INIT};
-    dbr__parallel_for(count, threads, read_one, &b);
-    return dbr__batch_result(&b.status, 0);
+    return dbr_zip_read_many_ex(zip, indices, count, dsts, caps, out_lens, threads, statuses,
+                                NULL, 0);
 }
 
 int dbr_zip_open_entry(const dbr_zip *zip, size_t index, dbr_file **out)
@@ -949,7 +955,7 @@ int dbr_zip_open_entry(const dbr_zip *zip, size_t index, dbr_file **out)
         if (rc == DBR_OK)
             rc = dbr__file_from_fd(zip->fd, 0, zip->base + data, e->usize, name, mtime, out);
         if (rc == DBR_OK) {
-            dbr__zip_retain((dbr_zip *)zip);
+            dbr_zip_retain(zip);
             dbr__file_set_owner(*out, (void *)zip, dbr__zip_release);
         }
         return rc;

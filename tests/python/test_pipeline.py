@@ -155,16 +155,30 @@ def test_pack_tfrecord_shards_feed_the_pipeline(tmp_path):
                                              batch_size=5, size=SIZE, rank=0, world_size=1))
 
 
-def test_skip_mode_decodes_once_and_keeps_exactly_the_good_images(tmp_path):
+@pytest.mark.parametrize("kind", ["zip", "directory", "tfrecord"])
+def test_skip_mode_decodes_once_and_keeps_exactly_the_good_images(tmp_path, kind):
     good = photos.photo_set(30, (120, 90), seed=9)
     bad = {3, 11, 17, 29}
-    path = tmp_path / "mixed.zip"
-    with db.ZipWriter(path, method="stored") as w:
-        for i, data in enumerate(good):
-            w.write(f"{i:02d}.jpg", data[:len(data) // 3] if i in bad else data)
-    expected = sorted(f"mixed.zip/{i:02d}.jpg" for i in range(30) if i not in bad)
+    stored = {f"{i:02d}.jpg": data[:len(data) // 3] if i in bad else data
+              for i, data in enumerate(good)}
+    if kind == "zip":
+        path = tmp_path / "mixed.zip"
+        with db.ZipWriter(path, method="stored") as w:
+            for name, data in stored.items():
+                w.write(name, data)
+        shards, prefix = db.zip_shards([path]), "mixed.zip/"
+    elif kind == "directory":
+        for name, data in stored.items():
+            (tmp_path / name).write_bytes(data)
+        shards, prefix = db.directory_shards(tmp_path, 16), ""
+    else:
+        with db.TFRecordWriter(tmp_path / "mixed.tfrecord") as w:
+            for name, data in stored.items():
+                w.write(db.serialize_example({"path": name, "data": data}))
+        shards, prefix = db.tfrecord_shards([tmp_path / "mixed.tfrecord"]), ""
+    expected = sorted(f"{prefix}{i:02d}.jpg" for i in range(30) if i not in bad)
     for train in (True, False):
-        ds = db.image_classification_dataset(db.zip_shards([path]), batch_size=8, size=SIZE,
+        ds = db.image_classification_dataset(shards, batch_size=8, size=SIZE,
                                              train=train, seed=4, rank=0, world_size=1,
                                              on_error="skip")
         for epoch in range(3):
@@ -173,9 +187,10 @@ def test_skip_mode_decodes_once_and_keeps_exactly_the_good_images(tmp_path):
             batches = list(ds)
             keys = sum((b["keys"] for b in batches), [])
             assert sorted(keys) == expected
-            assert sorted(n for n, _ in ds.skipped) == sorted(f"mixed.zip/{i:02d}.jpg"
+            assert sorted(n for n, _ in ds.skipped) == sorted(f"{prefix}{i:02d}.jpg"
                                                               for i in bad)
-            assert all(f"epoch {epoch}" in msg for _, msg in ds.skipped)
+            assert all(f"epoch {epoch}" in msg and "CorruptDataError" in msg
+                       for _, msg in ds.skipped)
             for b in batches:
                 assert b["data"].shape == (len(b["keys"]), SIZE, SIZE, 3)
                 if not train:  # each kept row is its own image
