@@ -953,6 +953,14 @@ DBR_API int dbr_tfrecord_index(const dbr_file *file, int compression,
                                int verify_crc, uint64_t max_record_size,
                                uint64_t **out_pairs, size_t *out_count);
 
+/* Framing for writers (tfrecord_frame.c): fills the 12-byte header (length
+ * and its masked CRC-32C) and the 4-byte footer (masked CRC-32C of the
+ * data) of a record of len bytes; the record is header, data, footer.
+ * GZIP / ZLIB files are these frames compressed as one stream.  Pure and
+ * thread-safe; DBR_E_ARG for NULL pointers. */
+DBR_API int dbr_tfrecord_frame(const void *data, size_t len,
+                               unsigned char header[12], unsigned char footer[4]);
+
 /* tf.train.Example / SequenceExample parsing. */
 typedef enum dbr_dtype {
     DBR_DTYPE_STRING = 0,
