@@ -64,6 +64,10 @@ def add_pack(sub) -> None:
                    help="compression level: deflate 1-9, lz4 1-12 (0 = default)")
     p.add_argument("--compression", default="NONE", choices=["NONE", "GZIP", "ZLIB"],
                    help="compression of TFRecord files")
+    p.add_argument("--seekable-jpeg", action="store_true",
+                   help="rewrite .jpg/.jpeg files losslessly with restart markers (same "
+                        "pixels) so random crops decode only what they cover; recorded in "
+                        "the manifest")
 
 
 def cmd_pack(args) -> int:
@@ -80,7 +84,8 @@ def cmd_pack(args) -> int:
     paths = _pack.pack(items, args.out, format=args.format, shards=args.shards,
                        shuffle=args.shuffle, seed=args.seed, method=args.method,
                        level=args.level, compression=args.compression,
-                       workers=args.workers, classes=classes)
+                       workers=args.workers, classes=classes,
+                       seekable_jpeg=args.seekable_jpeg)
     if len(paths) < args.shards:
         print(f"dareblopy pack: {len(items)} files make {len(paths)} shards, not "
               f"{args.shards}: a shard holds at least one file", file=sys.stderr)

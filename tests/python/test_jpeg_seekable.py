@@ -201,3 +201,37 @@ def test_bad_input_gives_clean_errors():
     # a rewrite of a rewrite is the same file
     once = db.jpeg_make_seekable(data)
     assert db.jpeg_make_seekable(once) == once
+
+
+def test_pack_seekable_jpeg_cli(tmp_path):
+    """dareblopy pack --seekable-jpeg rewrites the JPEGs (same pixels, with
+    markers), leaves other files alone, keeps a damaged JPEG as it is and
+    says so in the manifest."""
+    import subprocess
+    import zipfile
+    src = tmp_path / "src"
+    src.mkdir()
+    datas = {f"p{i}.jpg": encoded("420", (160, 120), 20 + i) for i in range(3)}
+    datas["broken.jpg"] = datas["p0.jpg"][:700]
+    datas["notes.txt"] = b"not an image\n"
+    for name, data in datas.items():
+        (src / name).write_bytes(data)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "d.zip"
+    run = subprocess.run([sys.executable, "-m", "dareblopy", "pack", str(src), str(out),
+                          "--seekable-jpeg"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    with zipfile.ZipFile(out) as z:
+        packed = {n: z.read(n) for n in z.namelist()}
+    assert packed["notes.txt"] == datas["notes.txt"]
+    assert packed["broken.jpg"] == datas["broken.jpg"]
+    for i in range(3):
+        name = f"p{i}.jpg"
+        assert packed[name] != datas[name] and restart_markers(packed[name])[1] > 0
+        np.testing.assert_array_equal(pillow(packed[name], "RGB"), pillow(datas[name], "RGB"))
+    manifest = (tmp_path / "d.zip.manifest.tsv").read_text().splitlines()
+    assert manifest[0].startswith("# seekable-jpeg\t")
+    kept = [line.split("\t") for line in manifest if line.startswith("# kept-original")]
+    assert [k[1:3] for k in kept] == [["d.zip", "broken.jpg"]]
+    assert "cannot be made seekable" in kept[0][3]
