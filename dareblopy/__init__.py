@@ -42,4 +42,11 @@ from ._dataset import (DirectoryShard, IndexedSamples, ShardedDataset, ShardRead
                        TFRecordShard, ZipShard, directory_shards, labels_from_parent_dirs,
                        read_label_file, tfrecord_shards, zip_shards)
 from ._pack import read_manifest_labels
+
+# ---- shards at URLs (fsspec), through a node-local cache
+from ._cache import CacheDiskFullError, CacheLimitError, ShardCache
+from ._remote import (RemoteAccessError, RemoteError, RemoteNotFoundError, ShardChangedError,
+                      expand_braces)
+from ._remote_zip import RemoteArchive
+from ._source import read_manifest_hashes
 from ._pipeline import image_batch_transform, image_classification_dataset

@@ -77,6 +77,8 @@ import numpy as np
 from ._files import read_files
 from ._loader import data_loader
 from ._shuffle import derive_seed, permutation
+from ._prefetch import follow_epoch
+from ._source import resolve as resolve_sources
 
 __all__ = ["ShardReader", "DirectoryShard", "ZipShard", "directory_shards", "zip_shards",
            "ShardedDataset", "IndexedSamples", "read_label_file", "labels_from_parent_dirs"]
@@ -164,8 +166,9 @@ class ZipShard(ShardReader):
     batch with one ``Archive.read_many`` call, and names samples
     ``<archive file name>/<entry>``."""
 
-    def __init__(self, path: PathLike):
+    def __init__(self, path: PathLike, source=None):
         self.path = os.fspath(path)
+        self.source = source  # a URL's RemoteSource: the cache, or range reads
         self._archive = None
         self._names = None
         self._pid = None
@@ -176,7 +179,8 @@ class ZipShard(ShardReader):
                 from ._zip import open_zip_archive
             except ImportError as exc:  # the zip layer is not built in
                 raise ImportError(f"ZipShard({self.path!r}) needs dareblopy's zip support") from exc
-            self._archive = open_zip_archive(self.path)
+            self._archive = (open_zip_archive(self.path) if self.source is None
+                             else self.source.open_zip())
             self._pid = os.getpid()
             if self._names is None:
                 self._names = [n for n in self._archive.namelist() if not n.endswith("/")]
@@ -184,7 +188,11 @@ class ZipShard(ShardReader):
 
     def _entries(self) -> List[str]:
         if self._names is None:
-            self._open()
+            if self.source is not None:  # the listing by range reads, not the whole shard
+                with self.source.open_zip_ranges() as listing:
+                    self._names = [n for n in listing.namelist() if not n.endswith("/")]
+            else:
+                self._open()
         return self._names
 
     def __len__(self) -> int:
@@ -194,7 +202,10 @@ class ZipShard(ShardReader):
         return os.path.basename(self.path) + "/" + self._entries()[index]
 
     def read(self, indices: Sequence[int]) -> List[Union[bytes, Exception]]:
-        archive = self._open()
+        try:
+            archive = self._open()
+        except OSError as exc:  # unreachable or damaged: each sample reports it
+            return [exc] * len(indices)
         names = [self._names[i] for i in indices]
         try:
             return list(archive.read_many(names))
@@ -211,17 +222,23 @@ class ZipShard(ShardReader):
         if self._archive is not None:
             self._archive.close()
             self._archive = None
+        if self.source is not None:
+            self.source.release()
 
     def __getstate__(self):
-        return {"path": self.path, "_names": self._names, "_archive": None, "_pid": None}
+        return {"path": self.path, "source": self.source, "_names": self._names,
+                "_archive": None, "_pid": None}
 
     def __repr__(self) -> str:
         return f"ZipShard({self.path!r})"
 
 
-def zip_shards(paths: Sequence[PathLike]) -> List[ZipShard]:
-    """One :class:`ZipShard` per archive, in the order given."""
-    return [ZipShard(p) for p in paths]
+def zip_shards(paths: Union[PathLike, Sequence[PathLike]], *, cache=None,
+               storage_options: Optional[Dict[str, Any]] = None,
+               manifest: Optional[PathLike] = None) -> List[ZipShard]:
+    """One :class:`ZipShard` per archive, in the order given.  Paths may be
+    URLs and brace patterns (see :func:`dareblopy.ShardCache`)."""
+    return [ZipShard(p, s) for p, s in resolve_sources(paths, cache, storage_options, manifest)]
 
 
 class TFRecordShard(ShardReader):
@@ -231,15 +248,17 @@ class TFRecordShard(ShardReader):
     the dataset a ``transform`` that parses them (see RecordParser).
     Compressed files cannot seek, so they cannot be shards."""
 
-    def __init__(self, path: PathLike):
+    def __init__(self, path: PathLike, source=None):
         self.path = os.fspath(path)
+        self.source = source  # a URL's RemoteSource: downloaded through its cache
         self._reader = None
         self._count = None
 
     def _open(self):
         if self._reader is None:
             from ._tfrecord import RecordReader
-            self._reader = RecordReader(self.path)
+            self._reader = RecordReader(self.path if self.source is None
+                                        else self.source.local_path())
             self._count = len(self._reader)
         return self._reader
 
@@ -252,7 +271,10 @@ class TFRecordShard(ShardReader):
         return f"{os.path.basename(self.path)}/{index}"
 
     def read(self, indices: Sequence[int]) -> List[Union[bytes, Exception]]:
-        reader = self._open()
+        try:
+            reader = self._open()
+        except OSError as exc:  # unreachable or damaged: each sample reports it
+            return [exc] * len(indices)
         out = []
         for i in indices:
             try:
@@ -263,17 +285,24 @@ class TFRecordShard(ShardReader):
 
     def close(self) -> None:
         self._reader = None
+        if self.source is not None:
+            self.source.release()
 
     def __getstate__(self):
-        return {"path": self.path, "_reader": None, "_count": self._count}
+        return {"path": self.path, "source": self.source, "_reader": None,
+                "_count": self._count}
 
     def __repr__(self) -> str:
         return f"TFRecordShard({self.path!r})"
 
 
-def tfrecord_shards(paths: Sequence[PathLike]) -> List[TFRecordShard]:
-    """One :class:`TFRecordShard` per file, in the order given."""
-    return [TFRecordShard(p) for p in paths]
+def tfrecord_shards(paths: Union[PathLike, Sequence[PathLike]], *, cache=None,
+                    storage_options: Optional[Dict[str, Any]] = None,
+                    manifest: Optional[PathLike] = None) -> List[TFRecordShard]:
+    """One :class:`TFRecordShard` per file, in the order given; URLs need
+    a ``cache`` (records are read from the downloaded file)."""
+    return [TFRecordShard(p, s)
+            for p, s in resolve_sources(paths, cache, storage_options, manifest)]
 
 
 def name_label_lines(path: PathLike) -> Iterator[Tuple[str, int]]:
@@ -372,6 +401,23 @@ class _EpochOrder:
             flat = positions
         k = np.searchsorted(self.ends, flat, side="right")
         return self.shard_order[k], flat - self.starts[k]
+
+    def shard_spans(self, lo: int, hi: int) -> List[Tuple[int, int, int]]:
+        """(shard id, first, last position) of each shard that positions
+        [lo, hi) may read, in order: a shard's samples stay inside the
+        windows that overlap its shard-major range."""
+        out = []
+        for k in range(len(self.shard_order)):
+            s, e = int(self.starts[k]), int(self.ends[k])
+            if e == s:
+                continue
+            if self.shuffle:
+                s = s // self.window * self.window
+                e = min(-(-e // self.window) * self.window, self.total)
+            first, last = max(s, lo), min(e, hi) - 1
+            if first <= last:
+                out.append((int(self.shard_order[k]), first, last))
+        return out
 
 
 def _dist_rank_world() -> Tuple[int, int]:
@@ -538,6 +584,28 @@ class ShardedDataset:
             shard_ids, local = order.samples(pos)
             yield index, shard_ids, local
 
+    def shard_schedule(self, epoch: int, start: int = 0) -> List[Tuple[int, int, int]]:
+        """(shard id, first batch, last batch) of each shard this rank's
+        batches from ``start`` on may read, ordered by first batch: what a
+        cache prefetches, and when a shard is finished."""
+        order = _EpochOrder(self._layout, self.seed, epoch, self.shuffle, self.shuffle_buffer)
+        m, n, b = self.samples_per_rank, self._layout.total, self.batch_size
+        base = self.rank * m
+        end = base + (len(self) * b if self.drop_last else m)
+        spans: Dict[int, List[int]] = {}
+        p = base
+        while p < end:  # positions past n wrap to the start of the order (uneven="pad")
+            wrap = p // n * n
+            hi = min(end, wrap + n)
+            for sid, first, last in order.shard_spans(p - wrap, hi - wrap):
+                fb, lb = (first + wrap - base) // b, (last + wrap - base) // b
+                if lb >= start:
+                    span = spans.setdefault(sid, [fb, lb])
+                    span[0], span[1] = min(span[0], fb), max(span[1], lb)
+            p = hi
+        return sorted(((sid, max(fb, start), lb) for sid, (fb, lb) in spans.items()),
+                      key=lambda t: t[1])
+
     # ---- reading
 
     def _touch(self, shard_id: int) -> None:
@@ -637,17 +705,22 @@ class ShardedDataset:
         """The batches of one worker's partition, in order, built by
         ``worker_count`` threads with at most ``queue_size`` in flight."""
         plan = self.batch_plan(epoch, start, worker, num_workers)
+        follower = follow_epoch(self, epoch, start)  # None unless shards go through a cache
         if self.worker_count <= 1 and self.queue_size <= 1:
-            for index, shard_ids, local in plan:
-                yield self.build_batch(epoch, index, shard_ids, local)
-            return
-        loader = data_loader(plan, lambda p: self.build_batch(epoch, *p),
-                             worker_count=self.worker_count, queue_size=self.queue_size,
-                             ordered=True)
+            batches = (self.build_batch(epoch, index, shard_ids, local)
+                       for index, shard_ids, local in plan)
+        else:
+            batches = data_loader(plan, lambda p: self.build_batch(epoch, *p),
+                                  worker_count=self.worker_count, queue_size=self.queue_size,
+                                  ordered=True)
         try:
-            yield from loader
+            for batch in batches:
+                yield batch
+                if follower is not None:
+                    follower.handed_over(batch["index"])
         finally:
-            loader.close()
+            if hasattr(batches, "close"):
+                batches.close()
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         """This rank's remaining batches of the current epoch; the position
