@@ -93,7 +93,7 @@ class ShardCache:
     ``chunk_bytes`` is the size of each range request of a download."""
 
     def __init__(self, directory: str, limit_bytes: int, *, stall_timeout: float = 120.0,
-                 chunk_bytes: int = 8 << 20, poll_interval: float = 0.02):
+                 chunk_bytes: int = 16 << 20, poll_interval: float = 0.02):
         self.directory = os.path.abspath(os.fspath(directory))
         self.limit_bytes = int(limit_bytes)
         if self.limit_bytes <= 0:
@@ -207,12 +207,13 @@ class ShardCache:
                     fcntl.flock(fd, fcntl.LOCK_UN)
                 if _try_lock(fd, fcntl.LOCK_EX):
                     try:
-                        if not self._valid(key, fd, obj):
-                            if not self._download(key, fd, obj, sha256, demand):
-                                os.close(fd)
-                                return None
+                        fetched = (self._valid(key, fd, obj)
+                                   or self._download(key, fd, obj, sha256, demand))
                     finally:
-                        fcntl.flock(fd, fcntl.LOCK_SH)  # not atomic: re-checked above
+                        fcntl.flock(fd, fcntl.LOCK_SH)  # not atomic: re-checked below
+                    if not fetched:  # prefetch found no room
+                        os.close(fd)
+                        return None
                     if self._valid(key, fd, obj):
                         return self._pinned(key, fd)
                     fcntl.flock(fd, fcntl.LOCK_UN)

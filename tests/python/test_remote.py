@@ -142,6 +142,23 @@ def test_schedule_covers_every_batch_of_every_rank(s3):
                     assert fb <= index <= lb, (world, rank, index, sid)
 
 
+def test_prefetch_without_room_gives_way_and_demand_names_the_pins(s3, tmp_path):
+    urls = [f"s3://{BUCKET}/train-0000{i}.zip" for i in range(2)]
+    objs = [RemoteObject(u, s3.storage_options()) for u in urls]
+    cache = db.ShardCache(str(tmp_path), s3.shard_size + 10, stall_timeout=5)
+    path, pin = cache.acquire(objs[0])
+    for _ in range(3):  # the lock file stays usable after each refusal
+        assert cache.acquire(objs[1], demand=False) is None
+    with pytest.raises(db.CacheLimitError) as err:  # only this process pins: no waiting
+        cache.acquire(objs[1])
+    assert urls[1] in str(err.value) and "train-00000.zip" in str(err.value)
+    cache.release(pin)
+    path, pin = cache.acquire(objs[1])  # the unpinned shard is evicted for it
+    cache.release(pin)
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".shard")) == \
+        [os.path.basename(path)]
+
+
 def test_limit_smaller_than_a_shard_is_refused_naming_both_sizes(s3, tmp_path):
     cache = db.ShardCache(str(tmp_path), s3.shard_size - 1)
     with pytest.raises(ValueError) as err:
