@@ -431,9 +431,11 @@ class ShardCache:
         return True
 
     def stop(self) -> None:
-        """Stops prefetching and drops this process's prefetch pins."""
+        """Stops prefetching (after the download in progress, if any) and
+        drops this process's prefetch pins."""
         if self._prefetcher is not None and self._pid == os.getpid():
             self._prefetcher.stop()
+            self._prefetcher.join()
             self._prefetcher = None
         with self._state_lock:
             pins, self._pins = self._pins, {}
