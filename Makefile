@@ -12,7 +12,7 @@ all: build
 # System packages (apt) and a virtualenv with the Python tools.
 $(VENV)/.ready: requirements-dev.txt .ci/install-system-deps
 	./.ci/install-system-deps
-	$(PYTHON) -m venv $(VENV)
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
@@ -40,7 +40,7 @@ test: test-c test-python
 PY38 ?= $(shell ls $$HOME/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | head -1 || command -v python3.8)
 .venv38/.ready:
 	@if [ -n "$(PY38)" ]; then \
-	  $(PY38) -m venv .venv38 && .venv38/bin/pip install -q dareblopy numpy && touch $@; \
+	  $(PY38) -m venv .venv38 && .venv38/bin/pip install -q dareblopy numpy pillow && touch $@; \
 	else echo "no Python 3.8 found: DareBlopy 0.0.5 columns will read n/a"; fi
 
 peers: .venv38/.ready

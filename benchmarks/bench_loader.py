@@ -65,7 +65,7 @@ def main():
             pass
 
     def dbr_sharded():
-        for _ in db.ShardedDataset(shards, BATCH, seed=1, worker_count=2, queue_size=8):
+        for _ in db.ShardedDataset(shards, BATCH, seed=1, loader_threads=2, queue_size=8):
             pass
 
     fns = {"python open().read() loop": python_loop,

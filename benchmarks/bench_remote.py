@@ -114,7 +114,7 @@ def epoch_seconds(ds) -> float:
 
 def dataset(shards):
     return db.ShardedDataset(shards, BATCH, seed=7, shuffle_buffer=PER_SHARD // 2,
-                             worker_count=2, queue_size=2,
+                             loader_threads=2, queue_size=2,
                              batch_transform=db.image_batch_transform(size=160, threads=2))
 
 

@@ -13,6 +13,11 @@ from ._errors import (BufferTooSmallError, CorruptDataError, DbrError,
                       UnsupportedError)
 from ._files import (File, FileSystem, Location, Mode, open_as_bytes,
                      open_as_numpy_ubyte, read_files, readinto)
+from ._status import Status
+from . import utils
+# DareBlopy 0.0.5 exported the open modes at module level too.
+read, write, append = Mode.read, Mode.write, Mode.append
+read_update, write_update, append_update = Mode.read_update, Mode.write_update, Mode.append_update
 
 __version__ = _ffi.string(_lib.dbr_version_string()).decode()
 libdbr_version = _lib.dbr_version_number()
@@ -22,7 +27,7 @@ from ._zip import Archive, ZipInfo, ZipWriter, open_zip_archive
 
 # ---- JPEG
 from ._jpeg import (JpegInfo, crop_box, decode_jpeg, decode_jpeg_batch,
-                    decode_jpeg_files, jpeg_info, read_jpg_as_numpy)
+                    decode_jpeg_entries, decode_jpeg_files, jpeg_info, read_jpg_as_numpy)
 
 # ---- TFRecord
 from ._example import (DataType, Example, FixedLenFeature, FixedLenSequenceFeature, Ragged,
@@ -38,9 +43,10 @@ NONE, GZIP, ZLIB = Compression.NONE, Compression.GZIP, Compression.ZLIB
 
 # ---- data loading
 from ._loader import DataLoaderIterator, data_loader
-from ._dataset import (DirectoryShard, IndexedSamples, ShardedDataset, ShardReader,
-                       TFRecordShard, ZipShard, directory_shards, labels_from_parent_dirs,
-                       read_label_file, tfrecord_shards, zip_shards)
+from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipShard,
+                      directory_shards, tfrecord_shards, zip_shards)
+from ._labels import labels_from_parent_dirs, read_label_file
+from ._dataset import IndexedSamples, ShardedDataset
 from ._pack import read_manifest_labels
 
 # ---- shards at URLs (fsspec), through a node-local cache

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import List, Optional
 
-from ._errors import DbrError
+from ._errors import DbrError, NotFoundError
 
 
 def _progress(total: int, desc: str):
@@ -29,26 +29,36 @@ def _progress(total: int, desc: str):
 
 # ---- pack
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def add_pack(sub) -> None:
     p = sub.add_parser(
         "pack", help="pack files into zip or TFRecord shards",
         description="SRC is a directory (packed as a tree, or as ImageFolder classes with "
-                    "--labels imagefolder) or a list file of 'path label' lines.")
+                    "--labels imagefolder) or a list file of 'path label' lines, whose "
+                    "labels are integers or class names (numbered in sorted order).")
     p.add_argument("src", metavar="SRC")
     p.add_argument("out", metavar="OUT",
                    help="output file; with --shards N > 1, -0000i-of-0000N is added before "
                         "the extension (or use {shard} and {shards} in OUT)")
     p.add_argument("--format", choices=["zip", "tfrecord"], default="zip")
-    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--shards", type=_positive, default=1,
+                   help="number of shards (at most one per file)")
     p.add_argument("--labels", choices=["none", "imagefolder"], default="none",
                    help="imagefolder: top-level subdirectories of SRC are classes")
     p.add_argument("--shuffle", action="store_true", help="shuffle items before sharding")
     p.add_argument("--seed", type=int, default=0, help="seed of --shuffle")
     p.add_argument("--workers", type=int, default=0,
                    help="threads writing shards (default: one per core)")
-    p.add_argument("--method", choices=["stored", "deflate", "lz4"], default="deflate",
-                   help="compression of zip entries (default deflate; lz4 is read by "
-                        "dareblopy and DareBlopy only)")
+    p.add_argument("--method", choices=["auto", "stored", "deflate", "lz4"], default="auto",
+                   help="compression of zip entries (default auto: store files that are "
+                        "compressed already, such as .jpg .png .gz .zip, as zip -n does, and "
+                        "deflate the rest; lz4 is read by dareblopy and DareBlopy only)")
     p.add_argument("--level", type=int, default=0,
                    help="compression level: deflate 1-9, lz4 1-12 (0 = default)")
     p.add_argument("--compression", default="NONE", choices=["NONE", "GZIP", "ZLIB"],
@@ -59,11 +69,9 @@ def cmd_pack(args) -> int:
     from . import _pack
     classes = None
     if os.path.isfile(args.src):
-        items = _pack.list_file_items(args.src)
+        items, classes = _pack.list_file_items(args.src)
     elif not os.path.isdir(args.src):
-        print(f"dareblopy pack: {args.src} is neither a directory nor a list file",
-              file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"{args.src} is neither a directory nor a list file")
     elif args.labels == "imagefolder":
         items, classes = _pack.imagefolder_items(args.src)
     else:
@@ -72,6 +80,9 @@ def cmd_pack(args) -> int:
                        shuffle=args.shuffle, seed=args.seed, method=args.method,
                        level=args.level, compression=args.compression,
                        workers=args.workers, classes=classes)
+    if len(paths) < args.shards:
+        print(f"dareblopy pack: {len(items)} files make {len(paths)} shards, not "
+              f"{args.shards}: a shard holds at least one file", file=sys.stderr)
     size = sum(os.path.getsize(p) for p in paths)
     print(f"{args.out}: {len(items)} files in {len(paths)} {args.format} shard(s), "
           f"{size} bytes; manifest {_pack.manifest_path(args.out)}")
@@ -108,10 +119,22 @@ def add_cat(sub) -> None:
 def cmd_cat(args) -> int:
     from ._zip import Archive
     with Archive(args.archive) as archive:
+        if args.name not in archive:
+            raise NotFoundError(f"'{args.archive}' has no entry named '{args.name}' "
+                                f"(`dareblopy ls {args.archive}` lists them)")
         data = archive.read(args.name)
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    _write_all(data)
     return 0
+
+
+def _write_all(data) -> None:
+    """Writes all of data to stdout, or raises.  (sys.stdout.buffer.write
+    can return after a short write to a pipe whose reader left, and report
+    nothing.)"""
+    sys.stdout.flush()
+    fd, view = sys.stdout.fileno(), memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 # ---- verify
@@ -129,9 +152,9 @@ def cmd_verify(args) -> int:
         bar = _progress(len(infos), "verifying")
         for info in infos:
             try:
-                archive.read(info.filename)  # the CRC is checked in C
+                archive.read(info)  # by index: each of two equal names is checked
             except DbrError as e:
-                bad.append(f"{info.filename}: {e}")
+                bad.append(f"{info.filename} (entry {info.index}): {e}")
             bar.update(1)
         bar.close()
     for line in bad:
@@ -164,12 +187,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """What went wrong, on one line (OSError without its errno prefix)."""
+    if isinstance(error, OSError) and not isinstance(error, DbrError) and error.strerror:
+        text = error.strerror + (f": '{error.filename}'" if error.filename else "")
+    else:
+        text = str(error)
+    return " ".join(text.split())
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Runs one subcommand.  User errors (missing or damaged files, bad
+    arguments) print one line to stderr and return 1; the reader of stdout
+    going away (``dareblopy ls x.zip | head``) ends the command quietly."""
     args = build_parser().parse_args(argv)
     try:
         return SUBCOMMANDS[args.command][1](args)
-    except (DbrError, OSError) as e:
-        print(f"dareblopy {args.command}: {e}", file=sys.stderr)
+    except BrokenPipeError:
+        # As coreutils do.  stdout now points at /dev/null, so the final flush
+        # at exit does not report the broken pipe a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # what a shell shows for a process ended by SIGPIPE
+    except KeyboardInterrupt:
+        return 128 + 2
+    except (DbrError, OSError, ValueError) as e:
+        print(f"dareblopy {args.command}: {_one_line(e)}", file=sys.stderr)
         return 1
 
 

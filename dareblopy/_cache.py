@@ -11,6 +11,8 @@ the shard's file name):
   (when the manifest records one) and the server's version were checked, so
   a process killed mid-download leaves only a ``.part``, which the next
   process that wants the shard deletes and downloads again;
+- ``KEY.shard.idx``: a TFRecord shard's index, written beside it on first
+  read (16 bytes per record; counted once written, deleted with the shard);
 - ``KEY.lock``: the shard's lock, holding a few hundred bytes of metadata
   (URL, size, version, hash) of the complete file.  Lock files are never
   deleted and are not counted in the limit.
@@ -27,9 +29,8 @@ and two opens in one process exclude each other like two processes):
   one step for the whole node, so two processes never both see the same
   free bytes.
 
-The limit counts the bytes of ``.shard`` and ``.part`` files (and the
-``.idx`` index of a TFRecord shard): every one of them is reserved under
-the directory lock before it is written.  Eviction deletes only unpinned
+The limit counts the bytes of ``.shard``, ``.part`` and ``.idx`` files;
+shards are reserved under the directory lock before a byte is written.  Eviction deletes only unpinned
 files: first stale downloads, then shards whose next use is furthest away
 in the plan the dataset gave (shards the epoch has finished, which are not
 needed again, come first).
@@ -47,7 +48,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._remote import RemoteError, RemoteObject
 
-_SHARD, _PART, _LOCK, _INDEX = ".shard", ".part", ".lock", ".idx"
+_SHARD, _PART, _LOCK = ".shard", ".part", ".lock"
+_INDEX = _SHARD + ".idx"  # a TFRecord shard's index, written beside it
 _DIR_LOCK = ".dir.lock"
 
 
@@ -143,7 +145,7 @@ class ShardCache:
         total = 0
         with os.scandir(self.directory) as it:
             for entry in it:
-                if entry.name.endswith((_SHARD, _PART, _INDEX)):
+                if entry.name.endswith((_SHARD, _PART, ".idx")):
                     try:
                         total += entry.stat().st_size
                     except FileNotFoundError:

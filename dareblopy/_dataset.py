@@ -1,5 +1,5 @@
 """Datasets of samples stored in shards: exact sharding over ranks and
-workers, deterministic resumable shuffling, bounded memory, and a policy for
+partitions, deterministic resumable shuffling, bounded memory, and a policy for
 corrupt samples.
 
 A *shard* is anything that holds numbered samples and can read several of
@@ -7,24 +7,8 @@ them in one call (the :class:`ShardReader` protocol): a directory or a list
 of files, a zip archive, an indexed TFRecord file.  A dataset is a list of
 shards.
 
-The order of an epoch
----------------------
-From ``(seed, epoch)`` alone, so every rank and worker computes the same
-order without talking to the others:
-
-1. the shards are permuted;
-2. their samples are laid end to end (shard-major, so reads stay local);
-3. this sequence is cut into windows of ``shuffle_buffer`` positions and
-   each window is permuted on its own.
-
-A sample therefore moves at most ``shuffle_buffer`` positions from its
-shard-major place.  Quality against memory: the window holds sample
-*indices*, not samples (8 bytes each, so the default 16384 costs 128 KiB),
-and each batch reads from the shards that overlap one window.  A window as
-large as the dataset is a uniform shuffle of everything (8 bytes per
-sample: 80 MB for 10 million samples); a window of one shard's size mixes
-about two shards at a time.  Positions map to samples arithmetically, so no
-per-sample table of the epoch is ever built.
+The order of an epoch is described in :mod:`dareblopy._order`; the shard
+readers in :mod:`dareblopy._shards`.
 
 Splitting
 ---------
@@ -35,10 +19,31 @@ the epoch's order, so a few samples are read twice; with ``"drop"``,
 ``M = N // W`` and the last ``N mod W`` positions are skipped this epoch.
 Every rank thus gets exactly ``M`` samples and the same number of batches,
 and when ``N`` is a multiple of ``W`` every sample is read exactly once per
-epoch in total.  A rank's batches are numbered ``0, 1, ...``; worker ``w``
-of ``K`` takes batches ``start + w, start + w + K, ...``, which is the
-round-robin order in which torch's DataLoader collects them, so the
-consumer sees batches in number order.
+epoch in total.  A rank's batches are numbered ``0, 1, ...``; partition
+``p`` of ``K`` (one per torch DataLoader worker process) takes batches
+``start + p, start + p + K, ...``, which is the round-robin order in which
+torch's DataLoader collects them, so the consumer sees batches in number
+order.
+
+Threads
+-------
+The dataset owns one thread budget, ``threads`` (default: the CPUs this
+process may run on), and hands it down: every C batch call it makes (a
+shard's read, the batch decode) runs on that many threads.
+``loader_threads`` Python threads build batches concurrently, so one batch
+is read and set up while another decodes; ``partition_count`` counts torch
+worker processes, never threads.
+
+Corrupt data
+------------
+``on_error="skip"`` leaves a failed sample out of its batch; the shard
+readers and the batch decoders report each item's outcome, so nothing is
+read or decoded twice to find out what failed.  A shard that breaks part-way
+(a TFRecord file whose framing is cut) keeps the samples before the break
+and costs one reason in :attr:`ShardedDataset.skipped`; a shard that cannot
+be opened at all costs only its own samples.  Errors name the sample: its
+name, where it lives (entry and archive path, record and file) and the
+epoch.
 
 Resuming
 --------
@@ -50,7 +55,7 @@ Bounded memory
 --------------
 Nothing is held per sample of the epoch: the plan is arithmetic, a window
 of indices and the shard sizes.  Iterating in one process, peak RSS grows
-by at most ``(queue_size + worker_count + 2) * batch_bytes + C``:
+by at most ``(queue_size + loader_threads + 2) * batch_bytes + C``:
 ``queue_size`` batches in flight, one held by the caller, one being
 assembled, and up to one freed batch per worker thread that glibc keeps in
 that thread's malloc arena.  Measured on Linux x86-64, CPython 3.11 (see
@@ -68,356 +73,57 @@ import bisect
 import os
 import sys
 import threading
+import warnings
 from collections import OrderedDict
-from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence,
-                    Tuple, Union)
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._files import read_files
+from ._errors import DbrError
+from ._labels import (Labels, label_of, labels_from_parent_dirs, name_label_lines,  # noqa: F401
+                      read_label_file)
 from ._loader import data_loader
-from ._shuffle import derive_seed, permutation
+from ._order import BATCH_STREAM, EpochOrder, canonical_order
 from ._prefetch import follow_epoch
-from ._source import resolve as resolve_sources
-
-__all__ = ["ShardReader", "DirectoryShard", "ZipShard", "directory_shards", "zip_shards",
-           "ShardedDataset", "IndexedSamples", "read_label_file", "labels_from_parent_dirs"]
-
-PathLike = Union[str, os.PathLike]
-
-# Streams derived from the seed, kept apart by a stream number.
-_WINDOW_STREAM = 1
-_BATCH_STREAM = 2
-
-
-class ShardReader:
-    """The protocol a shard implements (subclassing is optional).
-
-    ``read`` gets local indices and returns, in the same order, each
-    sample's bytes or the exception that reading it raised, so one bad
-    sample does not hide the others.  A reader must be picklable (torch may
-    send it to worker processes); ``close()`` is optional and releases open
-    handles, after which the reader reopens them on demand.
-    """
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def name(self, index: int) -> str:
-        raise NotImplementedError
-
-    def read(self, indices: Sequence[int]) -> List[Union[bytes, Exception]]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class DirectoryShard(ShardReader):
-    """A shard made of plain files.  Names are the paths relative to
-    ``root`` (or the paths as given when there is no root)."""
-
-    def __init__(self, files: Sequence[PathLike], root: Optional[PathLike] = None):
-        self.root = os.fspath(root) if root is not None else None
-        self.files = [os.fspath(f) for f in files]
-        # Joined once: the read loop below is the per-sample hot path.
-        self._paths = (self.files if self.root is None else
-                       [os.path.join(self.root, f) for f in self.files])
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def name(self, index: int) -> str:
-        return self.files[index]
-
-    def read(self, indices: Sequence[int]) -> List[Union[bytes, Exception]]:
-        # One batch of C calls; failures are reported per sample.
-        return read_files([self._paths[i] for i in indices], errors="return")
-
-    def __repr__(self) -> str:
-        return f"DirectoryShard({len(self.files)} files, root={self.root!r})"
-
-
-def directory_shards(root: PathLike, files_per_shard: int = 1024,
-                     extensions: Optional[Sequence[str]] = None) -> List[DirectoryShard]:
-    """Every file under ``root`` (recursively, in sorted order; only those
-    ending in one of ``extensions`` if given), cut into shards of
-    ``files_per_shard`` files."""
-    if files_per_shard < 1:
-        raise ValueError(f"files_per_shard must be >= 1, not {files_per_shard}")
-    root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise NotADirectoryError(f"directory_shards: {root!r} is not a directory")
-    ext = tuple(e.lower() for e in extensions) if extensions else None
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel = os.path.relpath(dirpath, root)
-        for f in sorted(filenames):
-            if ext is None or f.lower().endswith(ext):
-                files.append(f if rel == "." else os.path.join(rel, f))
-    return [DirectoryShard(files[i:i + files_per_shard], root)
-            for i in range(0, len(files), files_per_shard)]
-
-
-class ZipShard(ShardReader):
-    """A zip archive as a shard: its file entries, in central-directory
-    order.  The archive is opened on first use in each process, reads a
-    batch with one ``Archive.read_many`` call, and names samples
-    ``<archive file name>/<entry>``."""
-
-    def __init__(self, path: PathLike, source=None):
-        self.path = os.fspath(path)
-        self.source = source  # a URL's RemoteSource: the cache, or range reads
-        self._archive = None
-        self._names = None
-        self._pid = None
-
-    def _open(self):
-        if self._archive is None or self._pid != os.getpid():
-            try:
-                from ._zip import open_zip_archive
-            except ImportError as exc:  # the zip layer is not built in
-                raise ImportError(f"ZipShard({self.path!r}) needs dareblopy's zip support") from exc
-            self._archive = (open_zip_archive(self.path) if self.source is None
-                             else self.source.open_zip())
-            self._pid = os.getpid()
-            if self._names is None:
-                self._names = [n for n in self._archive.namelist() if not n.endswith("/")]
-        return self._archive
-
-    def _entries(self) -> List[str]:
-        if self._names is None:
-            if self.source is not None:  # the listing by range reads, not the whole shard
-                with self.source.open_zip_ranges() as listing:
-                    self._names = [n for n in listing.namelist() if not n.endswith("/")]
-            else:
-                self._open()
-        return self._names
-
-    def __len__(self) -> int:
-        return len(self._entries())
-
-    def name(self, index: int) -> str:
-        return os.path.basename(self.path) + "/" + self._entries()[index]
-
-    def read(self, indices: Sequence[int]) -> List[Union[bytes, Exception]]:
-        try:
-            archive = self._open()
-        except OSError as exc:  # unreachable or damaged: each sample reports it
-            return [exc] * len(indices)
-        names = [self._names[i] for i in indices]
-        try:
-            return list(archive.read_many(names))
-        except Exception:  # find out which entries fail, and keep the rest
-            out = []
-            for n in names:
-                try:
-                    out.append(archive.open_as_bytes(n))
-                except Exception as exc:
-                    out.append(exc)
-            return out
-
-    def close(self) -> None:
-        if self._archive is not None:
-            self._archive.close()
-            self._archive = None
-        if self.source is not None:
-            self.source.release()
-
-    def __getstate__(self):
-        return {"path": self.path, "source": self.source, "_names": self._names,
-                "_archive": None, "_pid": None}
-
-    def __repr__(self) -> str:
-        return f"ZipShard({self.path!r})"
-
-
-def zip_shards(paths: Union[PathLike, Sequence[PathLike]], *, cache=None,
-               storage_options: Optional[Dict[str, Any]] = None,
-               manifest: Optional[PathLike] = None) -> List[ZipShard]:
-    """One :class:`ZipShard` per archive, in the order given.  Paths may be
-    URLs and brace patterns (see :func:`dareblopy.ShardCache`)."""
-    return [ZipShard(p, s) for p, s in resolve_sources(paths, cache, storage_options, manifest)]
-
-
-class TFRecordShard(ShardReader):
-    """An uncompressed TFRecord file as a shard: its records, found through
-    the file's index (``FILE.idx``, built and cached on first use).  Samples
-    are the serialized records, named ``<file name>/<record number>``; give
-    the dataset a ``transform`` that parses them (see RecordParser).
-    Compressed files cannot seek, so they cannot be shards."""
-
-    def __init__(self, path: PathLike, source=None):
-        self.path = os.fspath(path)
-        self.source = source  # a URL's RemoteSource: downloaded through its cache
-        self._reader = None
-        self._count = None
-
-    def _open(self):
-        if self._reader is None:
-            from ._tfrecord import RecordReader
-            self._reader = RecordReader(self.path if self.source is None
-                                        else self.source.local_path())
-            self._count = len(self._reader)
-        return self._reader
-
-    def __len__(self) -> int:
-        if self._count is None:
-            self._open()
-        return self._count
-
-    def name(self, index: int) -> str:
-        return f"{os.path.basename(self.path)}/{index}"
-
-    def read(self, indices: Sequence[int]) -> List[Union[bytes, Exception]]:
-        try:
-            reader = self._open()
-        except OSError as exc:  # unreachable or damaged: each sample reports it
-            return [exc] * len(indices)
-        out = []
-        for i in indices:
-            try:
-                out.append(reader[int(i)])
-            except Exception as exc:
-                out.append(exc)
-        return out
-
-    def close(self) -> None:
-        self._reader = None
-        if self.source is not None:
-            self.source.release()
-
-    def __getstate__(self):
-        return {"path": self.path, "source": self.source, "_reader": None,
-                "_count": self._count}
-
-    def __repr__(self) -> str:
-        return f"TFRecordShard({self.path!r})"
-
-
-def tfrecord_shards(paths: Union[PathLike, Sequence[PathLike]], *, cache=None,
-                    storage_options: Optional[Dict[str, Any]] = None,
-                    manifest: Optional[PathLike] = None) -> List[TFRecordShard]:
-    """One :class:`TFRecordShard` per file, in the order given; URLs need
-    a ``cache`` (records are read from the downloaded file)."""
-    return [TFRecordShard(p, s)
-            for p, s in resolve_sources(paths, cache, storage_options, manifest)]
-
-
-def name_label_lines(path: PathLike) -> Iterator[Tuple[str, int]]:
-    """(name, label) for each ``name label`` line of a text file; blank
-    lines and lines starting with '#' are skipped, names may hold spaces."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, _, label = line.rpartition(" ")
-            if not name.strip() or not label.lstrip("-").isdigit():
-                raise ValueError(f"{os.fspath(path)}:{lineno}: expected 'name label', "
-                                 f"got {line!r}")
-            yield name.strip(), int(label)
-
-
-def read_label_file(path: PathLike) -> Dict[str, int]:
-    """A label map from a text file of ``name label`` lines."""
-    return dict(name_label_lines(path))
-
-
-def labels_from_parent_dirs(classes: Sequence[str]) -> Callable[[str], int]:
-    """ImageFolder-style labels: a sample's label is the index, in
-    ``classes``, of its parent directory's name."""
-    index = {c: i for i, c in enumerate(classes)}
-
-    def label(key: str) -> int:
-        parent = key.replace("\\", "/").rsplit("/", 2)
-        cls = parent[-2] if len(parent) >= 2 else ""
-        if cls not in index:
-            raise KeyError(f"sample {key!r}: directory {cls!r} is not one of the classes")
-        return index[cls]
-    return label
-
-
-def _label_of(labels, name: str) -> int:
-    return int(labels[name] if isinstance(labels, Mapping) else labels(name))
-
-
-def _named(exc: BaseException, name: str) -> BaseException:
-    """The exception, with a note naming the sample (Python >= 3.11 shows
-    notes in tracebacks)."""
-    if hasattr(exc, "add_note"):
-        exc.add_note(f"dareblopy: while loading sample {name!r}")
-    return exc
-
-
-class _Layout:
-    """Cumulative sizes of the shards, for mapping flat positions to
-    (shard, local index)."""
-
-    def __init__(self, shards: Sequence[ShardReader]):
-        self.lengths = np.array([len(s) for s in shards], dtype=np.int64)
-        self.total = int(self.lengths.sum())
-
-
-class _EpochOrder:
-    """The sample at each position of one epoch (see the module docstring).
-    Only the shard order and the windows in use are held in memory."""
-
-    def __init__(self, layout: _Layout, seed: int, epoch: int, shuffle: bool, window: int):
-        self.total = layout.total
-        self.shuffle = shuffle
-        self.window = max(1, int(window))
-        self.seed = seed
-        self.epoch = epoch
-        n = len(layout.lengths)
-        self.shard_order = permutation(n, seed, epoch) if shuffle else np.arange(n, dtype=np.int64)
-        lengths = layout.lengths[self.shard_order]
-        self.ends = np.cumsum(lengths)
-        self.starts = self.ends - lengths
-        self._window_seed = derive_seed(seed, epoch, _WINDOW_STREAM)
-        self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
-
-    def _window_perm(self, w: int) -> np.ndarray:
-        perm = self._cache.get(w)
-        if perm is None:
-            size = min(self.window, self.total - w * self.window)
-            perm = permutation(size, self._window_seed, w)
-            self._cache[w] = perm
-            if len(self._cache) > 2:  # a batch spans at most a few windows
-                self._cache.popitem(last=False)
-        return perm
-
-    def samples(self, positions: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(shard ids, local indices) for positions in [0, total)."""
-        positions = np.asarray(positions, dtype=np.int64)
-        if self.shuffle:
-            flat = np.empty_like(positions)
-            w_of = positions // self.window
-            for w in np.unique(w_of):
-                sel = w_of == w
-                flat[sel] = w * self.window + self._window_perm(int(w))[positions[sel] - w * self.window]
-        else:
-            flat = positions
-        k = np.searchsorted(self.ends, flat, side="right")
-        return self.shard_order[k], flat - self.starts[k]
-
-    def shard_spans(self, lo: int, hi: int) -> List[Tuple[int, int, int]]:
-        """(shard id, first, last position) of each shard that positions
-        [lo, hi) may read, in order: a shard's samples stay inside the
-        windows that overlap its shard-major range."""
-        out = []
-        for k in range(len(self.shard_order)):
-            s, e = int(self.starts[k]), int(self.ends[k])
-            if e == s:
-                continue
-            if self.shuffle:
-                s = s // self.window * self.window
-                e = min(-(-e // self.window) * self.window, self.total)
-            first, last = max(s, lo), min(e, hi) - 1
-            if first <= last:
-                out.append((int(self.shard_order[k]), first, last))
-        return out
+from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipShard,  # noqa: F401
+                      directory_shards, read_samples, tfrecord_shards, zip_shards)
+from ._shuffle import derive_seed
+
+__all__ = ["ShardedDataset", "IndexedSamples", "available_cpus"]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, where the OS has
+    one): the default thread budget."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def sample_error(exc: BaseException, where: str) -> BaseException:
+    """The exception again, its message prefixed by where the sample lives
+    (same class, chained to the original)."""
+    try:
+        err = type(exc)(f"{where}: {exc}")
+    except Exception:  # an exception class with another signature
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"dareblopy: while loading {where}")
+        return exc
+    if isinstance(exc, DbrError):
+        err.code = exc.code
+    err.__cause__ = exc
+    return err
+
+
+def _renamed(kwargs: Dict[str, Any], old: str, new: str, value, default):
+    """A deprecated keyword's value (with a DeprecationWarning), else value."""
+    if old in kwargs:
+        warnings.warn(f"ShardedDataset: {old}= is now {new}=", DeprecationWarning, stacklevel=3)
+        if value is not default:
+            raise TypeError(f"ShardedDataset: give {new}= or {old}=, not both")
+        return kwargs.pop(old)
+    return value
 
 
 def _dist_rank_world() -> Tuple[int, int]:
@@ -432,6 +138,38 @@ def _dist_rank_world() -> Tuple[int, int]:
     return 0, 1
 
 
+class _Leases:
+    """Keeps at most ``limit`` shard readers open, closing the least
+    recently used ones that no thread is reading (a closed reader reopens on
+    demand).  A reader in use is never closed, so eviction can never fail a
+    read; while every open reader is in use the limit is exceeded briefly."""
+
+    def __init__(self, shards: Sequence, limit: int):
+        self.shards, self.limit = shards, limit
+        self.open: "OrderedDict[int, int]" = OrderedDict()  # shard id -> readers using it
+        self.lock = threading.Lock()
+
+    def acquire(self, sid: int) -> None:
+        with self.lock:
+            self.open[sid] = self.open.get(sid, 0) + 1
+            self.open.move_to_end(sid)
+            self._evict()
+
+    def release(self, sid: int) -> None:
+        with self.lock:
+            self.open[sid] -= 1
+            self._evict()
+
+    def _evict(self) -> None:
+        excess = len(self.open) - self.limit
+        if excess <= 0:
+            return
+        idle = [s for s, users in self.open.items() if users == 0][:excess]
+        for s in idle:
+            del self.open[s]
+            self.shards[s].close()
+
+
 class ShardedDataset:
     """Batches of samples from shards, for one rank of a (possibly
     distributed) job.  Iterating yields dicts:
@@ -440,14 +178,20 @@ class ShardedDataset:
     - ``"data"``: ``batch_transform(raws, rng_seed)`` if given, else the list
       of ``transform(raw)`` (or of raw ``bytes`` without a transform); an
       empty list if every sample of the batch was skipped;
-    - ``"labels"``: int64 array (only when ``labels`` is given);
+    - ``"labels"``: int64 array, when ``labels`` is given or the shards
+      carry labels (TFRecord Examples with a label feature);
     - ``"skipped"``: names of samples skipped as corrupt in this batch;
     - ``"epoch"``, ``"index"``: the epoch and this batch's number on the rank.
 
+    Within a batch, samples are grouped by shard (each shard is read, or
+    decoded, with one call).
+
     Arguments:
-      shards: ShardReaders (see :func:`directory_shards`, :func:`zip_shards`).
+      shards: ShardReaders (see :func:`directory_shards`, :func:`zip_shards`,
+        :func:`tfrecord_shards`), in any order: they are put in their
+        canonical order (see :mod:`dareblopy._order`).
       batch_size: samples per batch.
-      shuffle, seed, shuffle_buffer: the epoch order (module docstring).
+      shuffle, seed, shuffle_buffer: the epoch order.
       rank, world_size: this rank; default from torch.distributed when it is
         initialised, else 0 and 1.
       uneven: "pad" or "drop" when the sample count is not a multiple of the
@@ -456,14 +200,19 @@ class ShardedDataset:
       batch_transform: (list of raw bytes, rng_seed) -> batch data, one call
         per batch (for batched C decoders); rng_seed depends only on
         (seed, epoch, rank, batch number), so augmentations do not change
-        with the number of workers.
+        with the number of threads or workers.  A batch transform with a
+        ``from_shards`` method reads the shards itself (see
+        :mod:`dareblopy._pipeline`).
       labels: a mapping or a callable from sample name to int label.
-      on_error: "raise" (default) re-raises a failed read or transform, with
-        the sample's name; "skip" leaves the sample out of its batch and
+      on_error: "raise" (default) re-raises a failed read or transform,
+        naming the sample; "skip" leaves the sample out of its batch and
         records ``(name, message)`` in :attr:`skipped`.
-      worker_count, queue_size: threads that build batches and the number of
-        batches in flight when iterating in this process; memory stays
-        within about (queue_size + 2) batches plus a constant.
+      threads: the thread budget of each C batch call (default: all CPUs
+        this process may use).
+      loader_threads, queue_size: Python threads that build batches, and
+        the number of batches in flight, when iterating in this process;
+        memory stays within about (queue_size + 2) batches plus a constant.
+        (``worker_count`` is the deprecated name of ``loader_threads``.)
       max_open_shards: readers kept open at once (others are closed).
     """
 
@@ -473,10 +222,14 @@ class ShardedDataset:
                  uneven: str = "pad", drop_last: bool = False,
                  transform: Optional[Callable[[bytes], Any]] = None,
                  batch_transform: Optional[Callable[[List[bytes], int], Any]] = None,
-                 labels: Union[Mapping[str, int], Callable[[str], int], None] = None,
-                 on_error: str = "raise", worker_count: int = 1, queue_size: int = 4,
-                 max_open_shards: int = 64):
-        self.shards = list(shards)
+                 labels: Labels = None, on_error: str = "raise",
+                 threads: Optional[int] = None, loader_threads: int = 1, queue_size: int = 4,
+                 max_open_shards: int = 64, **deprecated):
+        loader_threads = _renamed(deprecated, "worker_count", "loader_threads",
+                                  loader_threads, 1)
+        if deprecated:
+            raise TypeError(f"ShardedDataset: unexpected arguments {sorted(deprecated)}")
+        self.shards = canonical_order(list(shards))
         if not self.shards:
             raise ValueError("ShardedDataset: no shards")
         self.batch_size = int(batch_size)
@@ -501,27 +254,58 @@ class ShardedDataset:
         self.transform, self.batch_transform = transform, batch_transform
         self.labels = labels
         self.on_error = on_error
-        self.worker_count, self.queue_size = int(worker_count), int(queue_size)
+        self.threads = max(1, int(threads)) if threads else available_cpus()
+        self.loader_threads, self.queue_size = int(loader_threads), int(queue_size)
         self.max_open_shards = max(1, int(max_open_shards))
-        self._layout = _Layout(self.shards)
-        if self._layout.total == 0:
-            raise ValueError("ShardedDataset: the shards hold no samples")
         self.epoch = int(epoch)
         self.position = 0  # batches of this epoch handed to the caller
         self.skipped: List[Tuple[str, str]] = []
-        self._open_lru: "OrderedDict[int, None]" = OrderedDict()
-        self._lru_lock = threading.Lock()
+        self.lengths = self._measure()
+        self.total = int(self.lengths.sum())
+        if self.total == 0:
+            raise ValueError("ShardedDataset: the shards hold no samples")
+        self._leases = _Leases(self.shards, self.max_open_shards)
+
+    @property
+    def worker_count(self) -> int:
+        """Deprecated name of :attr:`loader_threads`."""
+        return self.loader_threads
+
+    def _measure(self) -> np.ndarray:
+        """Each shard's sample count.  A shard that cannot be opened, or that
+        breaks part-way, raises in raise mode; in skip mode it keeps what it
+        can deliver and leaves one reason in :attr:`skipped`."""
+        lengths = np.zeros(len(self.shards), dtype=np.int64)
+        for k, shard in enumerate(self.shards):
+            try:
+                lengths[k] = len(shard)
+            except DbrError as exc:
+                if self.on_error == "raise":
+                    raise
+                self.skipped.append((repr(shard), f"{type(exc).__name__}: {exc} (the whole "
+                                                  f"shard is skipped)"))
+                continue
+            damage = getattr(shard, "damage", None)
+            if damage is not None:
+                if self.on_error == "raise":
+                    raise sample_error(damage, f"{shard!r} breaks after its sample "
+                                               f"{lengths[k]}")
+                self.skipped.append((repr(shard), f"{type(damage).__name__}: {damage} (the "
+                                                  f"{lengths[k]} samples before it are kept, "
+                                                  f"the rest of the shard is skipped)"))
+            shard.close()  # counted; reopened when read
+        return lengths
 
     # ---- sizes
 
     @property
     def num_samples(self) -> int:
         """Samples in all shards."""
-        return self._layout.total
+        return self.total
 
     @property
     def samples_per_rank(self) -> int:
-        n, w = self._layout.total, self.world_size
+        n, w = self.total, self.world_size
         return -(-n // w) if self.uneven == "pad" else n // w
 
     def __len__(self) -> int:
@@ -538,7 +322,7 @@ class ShardedDataset:
             self.epoch, self.position = int(epoch), 0
 
     def _fingerprint(self) -> Dict[str, Any]:
-        return {"num_samples": self._layout.total, "num_shards": len(self.shards),
+        return {"num_samples": self.total, "num_shards": len(self.shards),
                 "world_size": self.world_size, "batch_size": self.batch_size,
                 "seed": self.seed, "shuffle": self.shuffle,
                 "shuffle_buffer": self.shuffle_buffer, "uneven": self.uneven,
@@ -571,14 +355,14 @@ class ShardedDataset:
 
     # ---- the plan of an epoch
 
-    def batch_plan(self, epoch: int, start: int = 0, worker: int = 0,
-                   num_workers: int = 1) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
+    def batch_plan(self, epoch: int, start: int = 0, partition: int = 0,
+                   partition_count: int = 1) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
         """(batch number, shard ids, local indices) of this rank's batches
-        ``start + worker``, ``start + worker + num_workers``, ..."""
-        order = _EpochOrder(self._layout, self.seed, epoch, self.shuffle, self.shuffle_buffer)
-        m, n, b = self.samples_per_rank, self._layout.total, self.batch_size
+        ``start + partition``, ``start + partition + partition_count``, ..."""
+        order = EpochOrder(self.lengths, self.seed, epoch, self.shuffle, self.shuffle_buffer)
+        m, n, b = self.samples_per_rank, self.total, self.batch_size
         base = self.rank * m
-        for index in range(start + worker, len(self), num_workers):
+        for index in range(start + partition, len(self), partition_count):
             lo = index * b
             pos = np.arange(base + lo, base + min(lo + b, m), dtype=np.int64) % n
             shard_ids, local = order.samples(pos)
@@ -587,9 +371,9 @@ class ShardedDataset:
     def shard_schedule(self, epoch: int, start: int = 0) -> List[Tuple[int, int, int]]:
         """(shard id, first batch, last batch) of each shard this rank's
         batches from ``start`` on may read, ordered by first batch: what a
-        cache prefetches, and when a shard is finished."""
-        order = _EpochOrder(self._layout, self.seed, epoch, self.shuffle, self.shuffle_buffer)
-        m, n, b = self.samples_per_rank, self._layout.total, self.batch_size
+        cache of remote shards prefetches, and when a shard is finished."""
+        order = EpochOrder(self.lengths, self.seed, epoch, self.shuffle, self.shuffle_buffer)
+        m, n, b = self.samples_per_rank, self.total, self.batch_size
         base = self.rank * m
         end = base + (len(self) * b if self.drop_last else m)
         spans: Dict[int, List[int]] = {}
@@ -608,110 +392,129 @@ class ShardedDataset:
 
     # ---- reading
 
-    def _touch(self, shard_id: int) -> None:
-        """Keeps at most max_open_shards readers open (least recently used
-        ones are closed and reopen on demand)."""
-        with self._lru_lock:
-            self._open_lru[shard_id] = None
-            self._open_lru.move_to_end(shard_id)
-            while len(self._open_lru) > self.max_open_shards:
-                old, _ = self._open_lru.popitem(last=False)
-                self.shards[old].close()
-
-    def _fail(self, name: str, exc: BaseException, skipped: list) -> None:
-        if self.on_error == "raise":
-            raise _named(exc, name)
-        skipped.append((name, f"{type(exc).__name__}: {exc}"))
-
-    def _read_planned(self, shard_ids: List[int], local: List[int]):
-        """Names and bytes (or exceptions) of planned samples, in plan
-        order, with one read call per shard."""
+    @staticmethod
+    def _groups(shard_ids: List[int], local: List[int]) -> List[Tuple[int, List[int]]]:
+        """(shard id, local indices) per shard, in order of first use."""
         first = shard_ids[0]
         if shard_ids.count(first) == len(shard_ids):  # the usual case: one shard
-            groups = {first: list(range(len(shard_ids)))}
-        else:
-            groups = {}
-            for slot, s in enumerate(shard_ids):
-                groups.setdefault(s, []).append(slot)
-        names: List[Any] = [None] * len(shard_ids)
-        raws: List[Any] = [None] * len(shard_ids)
-        for s, slots in groups.items():
-            shard = self.shards[s]
-            self._touch(s)
-            idx = [local[k] for k in slots]
-            for slot, i, raw in zip(slots, idx, shard.read(idx)):
-                names[slot] = shard.name(i)
-                raws[slot] = raw
-        return names, raws
+            return [(first, local)]
+        groups: Dict[int, List[int]] = {}
+        for s, i in zip(shard_ids, local):
+            groups.setdefault(s, []).append(i)
+        return list(groups.items())
+
+    def _where(self, shard, index: int, name: Optional[str], epoch: int) -> str:
+        what = f"sample {name!r} ({shard.describe(index)})" if name else shard.describe(index)
+        return f"{what}, epoch {epoch}"
 
     def build_batch(self, epoch: int, index: int, shard_ids: np.ndarray,
                     local: np.ndarray) -> Dict[str, Any]:
-        """Reads and transforms one planned batch (one read call per shard
-        it touches)."""
-        names, raws = self._read_planned(shard_ids.tolist(), local.tolist())
+        """Reads and transforms one planned batch (one read or decode call
+        per shard it touches)."""
+        groups = self._groups(shard_ids.tolist(), local.tolist())
+        from_shards = getattr(self.batch_transform, "from_shards", None)
+        seed = derive_seed(self.seed, epoch, BATCH_STREAM, self.rank * len(self) + index)
+        for s, _ in groups:
+            self._leases.acquire(s)
+        try:
+            if from_shards is not None and self.transform is None:
+                parts = [(self.shards[s], idx) for s, idx in groups]
+                data, outcomes = from_shards(parts, seed, self.threads)
+            else:
+                data, outcomes = None, []
+                for s, idx in groups:
+                    outcomes += read_samples(self.shards[s], idx, self.threads)
+        finally:
+            for s, _ in groups:
+                self._leases.release(s)
+        places = [(self.shards[s], i) for s, idx in groups for i in idx]
         skipped: List[Tuple[str, str]] = []
-        if (self.transform is None and self.labels is None
-                and not any(isinstance(r, BaseException) for r in raws)):
-            keys, items, labels = names, raws, [None] * len(names)  # nothing per sample
-        else:
-            keys, items, labels = [], [], []
-            for name, raw in zip(names, raws):
-                try:
-                    if isinstance(raw, BaseException):
-                        raise raw
-                    label = _label_of(self.labels, name) if self.labels is not None else None
-                    item = self.transform(raw) if self.transform is not None else raw
-                except Exception as exc:
-                    self._fail(name, exc, skipped)
-                    continue
-                keys.append(name)
-                items.append(item)
-                labels.append(label)
-        data: Any = items
-        if self.batch_transform is not None and items:
-            data, keys, labels = self._run_batch_transform(epoch, index, keys, items, labels,
-                                                           skipped)
+        keep, keys, items, labels = [], [], [], []
+        for slot, ((shard, i), got) in enumerate(zip(places, outcomes)):
+            name = None
+            try:
+                if isinstance(got, BaseException):
+                    raise got
+                name = got.name
+                if isinstance(got.data, BaseException):  # failed once its name was known
+                    raise got.data
+                label = (label_of(self.labels, name) if self.labels is not None
+                         else got.label)
+                item = got.data
+                if data is None and self.transform is not None:
+                    item = self.transform(item)
+            except Exception as exc:
+                self._fail(shard, i, name, epoch, exc, skipped)
+                continue
+            keep.append(slot)
+            keys.append(name)
+            items.append(item)
+            labels.append(label)
+        if data is None:
+            data = items
+            if self.batch_transform is not None and items:
+                data, keys, labels = self._run_batch_transform(
+                    epoch, seed, [places[k] for k in keep], keys, items, labels, skipped)
+        elif len(keep) < len(places):
+            data = _compact(data, keep)
         batch = {"keys": keys, "data": data, "skipped": [n for n, _ in skipped],
                  "epoch": epoch, "index": index}
-        if self.labels is not None:
+        if self.labels is not None or (labels and all(x is not None for x in labels)):
             batch["labels"] = np.array(labels, dtype=np.int64)
         self.skipped.extend(skipped)
         return batch
 
-    def _run_batch_transform(self, epoch, index, keys, items, labels, skipped):
-        seed = derive_seed(self.seed, epoch, _BATCH_STREAM, self.rank * len(self) + index)
+    def _fail(self, shard, index: int, name: Optional[str], epoch: int, exc: BaseException,
+              skipped: list) -> None:
+        if name is None:
+            name = _failed_name(shard, index)
+        where = self._where(shard, index, name, epoch)
+        if self.on_error == "raise":
+            raise sample_error(exc, where)
+        skipped.append((name, f"{type(exc).__name__}: {where}: {exc}"))
+
+    def _run_batch_transform(self, epoch, seed, places, keys, items, labels, skipped):
+        """A bytes-in batch transform.  One that raises for a batch is
+        narrowed to its culprits one sample at a time (transforms that
+        report per-item outcomes, through ``from_shards``, never need this)."""
         try:
             return self.batch_transform(items, seed), keys, labels
         except Exception as exc:
             if self.on_error == "raise":
-                self._fail(keys[0] if len(keys) == 1 else f"batch {index} of epoch {epoch}",
-                           exc, skipped)
-        # Skip mode: find the culprits one sample at a time, then redo the
-        # batch without them.
+                if len(keys) == 1:
+                    self._fail(*places[0], keys[0], epoch, exc, skipped)
+                raise
         good = []
-        for i, (key, item) in enumerate(zip(keys, items)):
+        for k, item in enumerate(items):
             try:
                 self.batch_transform([item], seed)
-                good.append(i)
+                good.append(k)
             except Exception as exc:
-                self._fail(key, exc, skipped)
-        data = self.batch_transform([items[i] for i in good], seed) if good else []
-        return data, [keys[i] for i in good], [labels[i] for i in good]
+                self._fail(*places[k], keys[k], epoch, exc, skipped)
+        data = self.batch_transform([items[k] for k in good], seed) if good else []
+        return data, [keys[k] for k in good], [labels[k] for k in good]
 
     # ---- iteration
 
-    def iter_partition(self, epoch: int, start: int, worker: int = 0,
-                       num_workers: int = 1) -> Iterator[Dict[str, Any]]:
-        """The batches of one worker's partition, in order, built by
-        ``worker_count`` threads with at most ``queue_size`` in flight."""
-        plan = self.batch_plan(epoch, start, worker, num_workers)
+    def iter_partition(self, epoch: int, start: int, partition: int = 0,
+                       partition_count: int = 1, **deprecated) -> Iterator[Dict[str, Any]]:
+        """The batches of one partition (one per torch DataLoader worker
+        process), in order, built by ``loader_threads`` threads with at most
+        ``queue_size`` in flight.  (``worker``/``num_workers`` are the
+        deprecated names of ``partition``/``partition_count``.)"""
+        partition = _renamed(deprecated, "worker", "partition", partition, 0)
+        partition_count = _renamed(deprecated, "num_workers", "partition_count",
+                                   partition_count, 1)
+        if deprecated:
+            raise TypeError(f"iter_partition: unexpected arguments {sorted(deprecated)}")
+        plan = self.batch_plan(epoch, start, partition, partition_count)
         follower = follow_epoch(self, epoch, start)  # None unless shards go through a cache
-        if self.worker_count <= 1 and self.queue_size <= 1:
+        if self.loader_threads <= 1 and self.queue_size <= 1:
             batches = (self.build_batch(epoch, index, shard_ids, local)
                        for index, shard_ids, local in plan)
         else:
             batches = data_loader(plan, lambda p: self.build_batch(epoch, *p),
-                                  worker_count=self.worker_count, queue_size=self.queue_size,
+                                  worker_count=self.loader_threads, queue_size=self.queue_size,
                                   ordered=True)
         try:
             for batch in batches:
@@ -719,8 +522,7 @@ class ShardedDataset:
                 if follower is not None:
                     follower.handed_over(batch["index"])
         finally:
-            if hasattr(batches, "close"):
-                batches.close()
+            batches.close()
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         """This rank's remaining batches of the current epoch; the position
@@ -737,28 +539,47 @@ class ShardedDataset:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_lru_lock"] = None
-        state["_open_lru"] = OrderedDict()
+        state["_leases"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._lru_lock = threading.Lock()
+        self._leases = _Leases(self.shards, self.max_open_shards)
+
+
+def _failed_name(shard, index: int) -> str:
+    """A failed sample's name without reading it again."""
+    own = getattr(shard, "failed_name", None)
+    return own(index) if own is not None else shard.name(index)
+
+
+def _compact(data, keep: List[int]):
+    """The rows ``keep`` of a batch array, moved to its front in place (a
+    view: the array stays one allocation, reused by its recycler)."""
+    if isinstance(data, np.ndarray):
+        for dst, src in enumerate(keep):
+            if dst != src:
+                data[dst] = data[src]
+        return data[:len(keep)]
+    return [data[k] for k in keep]
 
 
 class IndexedSamples:
     """Random access to the samples of shards by a global index (shards in
     order, samples in shard order): the base of map-style datasets.  Items
     are ``(name, sample, label)``; ``get_many`` reads with one call per
-    shard."""
+    shard.  Labels come from ``labels``, else from the shard (TFRecord
+    Examples with a label feature)."""
 
     def __init__(self, shards: Sequence[ShardReader],
-                 transform: Optional[Callable[[bytes], Any]] = None,
-                 labels: Union[Mapping[str, int], Callable[[str], int], None] = None):
+                 transform: Optional[Callable[[bytes], Any]] = None, labels: Labels = None):
         self.shards = list(shards)
         self.transform = transform
         self.labels = labels
         self._ends = list(np.cumsum([len(s) for s in self.shards]))
+        for shard in self.shards:
+            if getattr(shard, "damage", None) is not None:
+                raise sample_error(shard.damage, f"{shard!r}")
 
     def __len__(self) -> int:
         return int(self._ends[-1]) if self._ends else 0
@@ -781,15 +602,13 @@ class IndexedSamples:
         for s, slots in by_shard.items():
             shard = self.shards[s]
             local = [located[k][1] for k in slots]
-            for slot, i, raw in zip(slots, local, shard.read(local)):
-                name = shard.name(i)
-                if isinstance(raw, BaseException):
-                    raise _named(raw, name)
-                sample = self.transform(raw) if self.transform is not None else raw
-                label = _label_of(self.labels, name) if self.labels is not None else None
-                out[slot] = (name, sample, label)
+            for slot, i, got in zip(slots, local, read_samples(shard, local, 1)):
+                if isinstance(got, BaseException):
+                    raise sample_error(got, shard.describe(i))
+                sample = self.transform(got.data) if self.transform is not None else got.data
+                label = label_of(self.labels, got.name) if self.labels is not None else got.label
+                out[slot] = (got.name, sample, label)
         return out
 
     def __getitem__(self, index: int):
         return self.get_many([index])[0]
-

@@ -1,7 +1,10 @@
 """Exceptions built from libdbr status codes.
 
 Each class also subclasses the builtin people already catch, so
-``except FileNotFoundError`` or ``except ValueError`` keeps working.
+``except FileNotFoundError`` or ``except ValueError`` keeps working, and
+RuntimeError where DareBlopy 0.0.5 raised RuntimeError for the same
+failure (a missing file or entry, a missing or mistyped feature, corrupt
+data, a failed read), so code written for 0.0.5 keeps catching them.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ class DbrError(Exception):
     code = None
 
 
-class InvalidArgumentError(DbrError, ValueError):
+class InvalidArgumentError(DbrError, ValueError, RuntimeError):
     code = lib.DBR_E_ARG
 
 
@@ -22,15 +25,15 @@ class OutOfMemoryError(DbrError, MemoryError):
     code = lib.DBR_E_NOMEM
 
 
-class ReadError(DbrError, OSError):
+class ReadError(DbrError, OSError, RuntimeError):
     code = lib.DBR_E_IO
 
 
-class NotFoundError(DbrError, FileNotFoundError):
+class NotFoundError(DbrError, FileNotFoundError, RuntimeError):
     code = lib.DBR_E_NOT_FOUND
 
 
-class CorruptDataError(DbrError, ValueError):
+class CorruptDataError(DbrError, ValueError, RuntimeError):
     code = lib.DBR_E_CORRUPT
 
 
@@ -38,19 +41,19 @@ class UnsupportedError(DbrError, NotImplementedError):
     code = lib.DBR_E_UNSUPPORTED
 
 
-class BufferTooSmallError(DbrError, ValueError):
+class BufferTooSmallError(DbrError, ValueError, RuntimeError):
     code = lib.DBR_E_TOO_SMALL
 
 
-class LimitExceededError(DbrError, ValueError):
+class LimitExceededError(DbrError, ValueError, RuntimeError):
     code = lib.DBR_E_LIMIT
 
 
-class IsADirectoryDbrError(DbrError, IsADirectoryError):
+class IsADirectoryDbrError(DbrError, IsADirectoryError, RuntimeError):
     code = lib.DBR_E_IS_DIR
 
 
-class PermissionDbrError(DbrError, PermissionError):
+class PermissionDbrError(DbrError, PermissionError, RuntimeError):
     code = lib.DBR_E_PERMISSION
 
 

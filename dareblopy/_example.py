@@ -12,6 +12,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from ._batch import Outcomes, check_errors_mode
 from ._errors import InvalidArgumentError, check, error_from_code
 from ._ffi import ffi, lib
 
@@ -241,6 +242,8 @@ class RecordParser:
             for i in range(n):
                 if counts[i] < 0:
                     rows[i, :] = f.default.reshape(-1)
+                elif counts[i] == 0:  # a failed record (errors="return") left nothing
+                    rows[i, :] = b""
                 else:
                     rows[i, :] = flat[pos:pos + f.inner]
                     pos += f.inner
@@ -293,7 +296,9 @@ class RecordParser:
         return self._finish(outs, results, n)
 
     def parse_single_example(self, record: bytes) -> list:
-        """One record: one array per feature (values only for VarLenFeature)."""
+        """One record: one array per feature (values only for VarLenFeature).
+        A string feature is an object array of at least one dimension, as
+        in DareBlopy 0.0.5: ``FixedLenFeature([], string)`` gives ``[b"..."]``."""
         outs, results = self._outputs(1)
         self._run([record], outs)
         collected = self._collect(outs, 1)
@@ -304,12 +309,16 @@ class RecordParser:
             elif f.spec.kind == lib.DBR_FEATURE_VAR:
                 single.append(col[0])
             else:
-                single.append(self._shape_batch(f, col[0], col[1], 1)[0, ...])
+                value = self._shape_batch(f, col[0], col[1], 1)[0, ...]
+                single.append(value.reshape(1) if value.ndim == 0 else value)
         return single
 
     def parse_single_example_inplace(self, record: bytes, arrays: list, index: int) -> None:
-        """Parses one record into ``arrays[k][index]`` (DareBlopy's
-        preallocated batch arrays)."""
+        """Parses one record into preallocated arrays, as DareBlopy 0.0.5
+        does: ``arrays[k]`` is either a batch ``[N, *shape]`` filled at row
+        ``index``, or shaped like the feature itself (``index`` 0), e.g.
+        ``np.zeros(3, np.int64)`` for ``FixedLenFeature([3], int64)``.
+        String features take object arrays (``[N]`` or ``[1]`` for shape [])."""
         if len(arrays) != len(self._features):
             raise InvalidArgumentError(
                 f"parse_single_example_inplace: {len(arrays)} arrays for "
@@ -320,32 +329,54 @@ class RecordParser:
         for k, f in enumerate(self._features):
             if not f.direct:
                 value = self._shape_batch(f, collected[k][0], collected[k][1], 1)
-                arrays[k][index] = value.values if isinstance(value, Ragged) else value[0]
+                value = value.values if isinstance(value, Ragged) else value[0]
+                target = arrays[k]
+                if _whole(f, target, index):
+                    target[...] = value
+                else:
+                    target[index] = value
 
-    def _parse_at(self, handles, offsets, frame_lengths, verify=True, alloc=np.empty) -> list:
+    def _parse_at(self, handles, offsets, frame_lengths, verify=True, alloc=np.empty,
+                  errors="raise"):
         """Reads records by index entries and parses them: one C call.
-        ``alloc(shape, dtype)`` makes the arrays of direct features."""
+        ``alloc(shape, dtype)`` makes the arrays of direct features.
+        errors="raise" raises for the first failed record (naming its file
+        and offset); errors="return" returns ``(batch, {index: exception})``,
+        where a failed record's rows are zeros (or empty) and each
+        exception comes from libdbr's per-record outcome."""
+        check_errors_mode(errors)
         n = len(offsets)
         outs, results = self._outputs(n, alloc=alloc)
         files = ffi.new("dbr_file *[]", handles)
         offs = ffi.from_buffer("uint64_t[]", offsets)
         lens = ffi.from_buffer("uint64_t[]", frame_lengths)
-        rc = lib.dbr_tfrecord_parse_at(self._parser, files, offs, lens, n, int(verify), outs,
-                                       self._threads)
-        if rc < 0:
+        outcomes = Outcomes(n) if errors == "return" else None
+        rc = lib.dbr_tfrecord_parse_at_ex(
+            self._parser, files, offs, lens, n, int(verify), outs, self._threads,
+            *(outcomes.args if outcomes else (ffi.NULL, ffi.NULL, 0)))
+        if rc < 0 and outcomes is None:
             err = error_from_code(rc)
             lib.dbr_feature_out_clear(outs, len(self._features))
             raise err
-        return self._finish(outs, results, n)
+        batch = self._finish(outs, results, n)
+        return batch if outcomes is None else (batch, outcomes.errors() if rc < 0 else {})
+
+
+def _whole(f, arr, index) -> bool:
+    """True when ``arr`` is shaped like one value of the feature (0.0.5's
+    per-record arrays) rather than a batch of them."""
+    return isinstance(arr, np.ndarray) and arr.shape == f.shape and index == 0
 
 
 def _check_inplace(f, arr, index):
     if (not isinstance(arr, np.ndarray) or arr.dtype != f.np_dtype or not arr.flags.c_contiguous
-            or not arr.flags.writeable or arr.shape[1:] != f.shape
-            or not 0 <= index < arr.shape[0]):
+            or not arr.flags.writeable
+            or not (_whole(f, arr, index) or
+                    (arr.shape[1:] == f.shape and 0 <= index < arr.shape[0]))):
+        shape = ", ".join(map(str, f.shape))
         raise InvalidArgumentError(
             f"feature '{f.name}': the array must be a writable C-contiguous {f.np_dtype} of "
-            f"shape [N, {', '.join(map(str, f.shape))}] with index < N")
+            f"shape [N, {shape}] with index < N, or [{shape}] with index 0")
 
 
 # ---- the builder ---------------------------------------------------------

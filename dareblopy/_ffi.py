@@ -69,12 +69,22 @@ with open(_find_header(), encoding="utf-8") as _fh:
     ffi.cdef(cdefs_from_header(_fh.read()))
 lib = ffi.dlopen(_find_library())
 
-if lib.dbr_version_number() != lib.DBR_VERSION_NUMBER:
-    raise ImportError(
-        "dareblopy: header dbr.h is version %d but the loaded libdbr is %d; "
-        "reinstall so that both come from one build"
-        % (lib.DBR_VERSION_NUMBER, lib.dbr_version_number()))
 
-__all__ = ["ffi", "lib", "cdefs_from_header"]
+
+def compatible(header: int, library: int) -> bool:
+    """Whether a library of version number ``library`` serves a binding
+    built from a dbr.h of version ``header``: libdbr only appends to its ABI
+    within a major version, so any library of the same major that is at
+    least as new has every function the header declares."""
+    return library // 10000 == header // 10000 and library >= header
+
+
+if not compatible(lib.DBR_VERSION_NUMBER, lib.dbr_version_number()):
+    raise ImportError(
+        "dareblopy: header dbr.h is version %d but the loaded libdbr is %d; it needs a "
+        "libdbr of the same major version, at least as new: reinstall, or point "
+        "DAREBLOPY_LIBDBR at a newer build" % (lib.DBR_VERSION_NUMBER, lib.dbr_version_number()))
+
+__all__ = ["ffi", "lib", "cdefs_from_header", "compatible"]
 if sys.version_info < (3, 9):  # pragma: no cover
     raise ImportError("dareblopy needs Python 3.9 or newer")

@@ -1,4 +1,16 @@
-"""Files and the virtual file system (the VFS of libdbr)."""
+"""Files and the virtual file system (the VFS of libdbr).
+
+Lifetimes (the rule for every wrapper of a libdbr handle: File, FileSystem,
+Archive, the TFRecord reader).  libdbr counts references to its objects; a
+wrapper holds one through an ``ffi.gc`` cdata whose destructor drops it.
+Every method first takes that cdata into a local variable (``h =
+self._h()``) and passes the local to C, so a call in flight holds a Python
+reference to the cdata, and so a C reference, until it returns.
+``close()`` only drops the wrapper's own attribute: no lock, no ``ffi.release``
+(which would free the handle under a running call).  The handle closes
+when the last running call returns; a call that starts after ``close()``
+finds ``None`` and raises ValueError.  What a handle was made from (an
+archive, a mount's archive, a reader's file) is held by libdbr itself."""
 from __future__ import annotations
 
 import enum
@@ -9,8 +21,10 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from ._buffers import as_uint8_out, cells, encode_path, new_bytes, resolve_shape
-from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_code
+from ._batch import Outcomes, check_errors_mode
+from ._errors import UnsupportedError, check, error_from_code
 from ._ffi import ffi, lib
+from ._status import Status
 
 PathLike = Union[str, bytes, os.PathLike]
 
@@ -43,13 +57,14 @@ class File:
     """A readable file: an OS file or an entry of a mounted archive.
 
     ``read``/``seek``/``tell`` move this object's own position; ``pread`` and
-    the whole-file reads do not, and are safe from several threads."""
+    the whole-file reads do not, and are safe from several threads.
+    ``close()`` is safe while other threads read (see the module's note on
+    lifetimes)."""
 
-    __slots__ = ("_handle", "_owner", "__weakref__")
+    __slots__ = ("_handle", "__weakref__")
 
-    def __init__(self, handle, owner=None):
+    def __init__(self, handle):
         self._handle = ffi.gc(handle, lib.dbr_file_close)
-        self._owner = owner  # keeps whatever the handle came from alive
 
     @classmethod
     def open(cls, path: PathLike) -> "File":
@@ -62,9 +77,7 @@ class File:
         return self._handle
 
     def close(self) -> None:
-        if self._handle is not None:
-            ffi.release(self._handle)
-            self._handle = None
+        self._handle = None  # the C reference goes with the last user
 
     @property
     def closed(self) -> bool:
@@ -222,8 +235,7 @@ def read_files(paths: Sequence[PathLike], filesystem: Optional["FileSystem"] = N
     step instead of several times per file.  Paths are OS paths, or paths
     in ``filesystem`` when it has mounts.  errors="raise" raises the first
     failure; errors="return" puts each failure's exception in its place."""
-    if errors not in ("raise", "return"):
-        raise InvalidArgumentError(f"errors must be 'raise' or 'return', not {errors!r}")
+    check_errors_mode(errors)
     raws = [ffi.new("char[]", encode_path(p)) for p in paths]  # alive until return
     n = len(raws)
     if n == 0:
@@ -233,33 +245,31 @@ def read_files(paths: Sequence[PathLike], filesystem: Optional["FileSystem"] = N
         vfs = filesystem._v()
     files = ffi.new("dbr_file *[]", n)
     sizes = ffi.new("uint64_t[]", n)
-    statuses = ffi.new("int[]", n)
-    rc = lib.dbr_file_open_many(vfs, raws, n, files, sizes, statuses)
+    # One outcome per item across both steps: a failed open keeps its
+    # message, since the read skips that item.
+    outcomes = Outcomes(n) if errors == "return" else None
+    items = outcomes.args if outcomes else (ffi.NULL, ffi.NULL, 0)
+    rc = lib.dbr_file_open_many_ex(vfs, raws, n, files, sizes, *items)
     try:
-        if rc < 0 and errors == "raise":
+        if rc < 0 and outcomes is None:
             raise error_from_code(rc)
         out: List[Union[bytes, Exception]] = [None] * n
         dsts = ffi.new("void *[]", n)
         caps = ffi.new("size_t[]", n)
         for i in range(n):
-            if statuses[i] == 0:
+            if files[i]:
                 out[i] = new_bytes(sizes[i])
                 dsts[i] = ffi.from_buffer(out[i])
                 caps[i] = sizes[i]
         lens = ffi.new("size_t[]", n)
-        rc = lib.dbr_file_read_many(files, n, dsts, caps, lens, statuses, threads)
-        if rc < 0 and errors == "raise":
+        rc = lib.dbr_file_read_many_ex(files, n, dsts, caps, lens, threads, *items)
+        if rc < 0 and outcomes is None:
             raise error_from_code(rc)
     finally:
         lib.dbr_file_close_many(files, n)
-    for i in range(n):
-        if statuses[i] < 0:
-            # The batch kept only the first detail: ask again for this one.
-            try:
-                out[i] = (filesystem.open_as_bytes(paths[i]) if filesystem is not None
-                          else open_as_bytes(paths[i]))
-            except Exception as exc:
-                out[i] = exc
+    if outcomes is not None:
+        for i, exc in outcomes.errors().items():
+            out[i] = exc
     return out
 
 
@@ -276,8 +286,7 @@ class FileSystem:
         out = ffi.new("dbr_vfs **")
         check(lib.dbr_vfs_create(out))
         self._vfs = ffi.gc(out[0], lib.dbr_vfs_free)
-        self._mounted = []  # Python objects that mounts depend on
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # serialises mount changes only
 
     def __enter__(self):
         return self
@@ -286,21 +295,25 @@ class FileSystem:
         self.close()
 
     def close(self) -> None:
-        if self._vfs is not None:
-            ffi.release(self._vfs)
-            self._vfs = None
-            self._mounted = []
+        """Drops this object's hold on the VFS; lookups running in other
+        threads finish first, files opened from it stay readable."""
+        self._vfs = None
 
     def _v(self):
         if self._vfs is None:
             raise ValueError("operation on a closed dareblopy.FileSystem")
         return self._vfs
 
-    def push_search_path(self, path: PathLike) -> None:
-        """Adds an OS directory, searched after everything added before."""
+    def push_search_path(self, path: PathLike, follow_symlinks: bool = False) -> None:
+        """Adds an OS directory, searched after everything added before.
+        A symlink that leads out of the directory is refused
+        (PermissionError) unless ``follow_symlinks`` is true."""
+        opts = ffi.new("dbr_mount_options *")
+        opts.follow_symlinks = 1 if follow_symlinks else 0
         with self._lock:
-            check(lib.dbr_vfs_mount_dir(self._v(), encode_path(path)))
-            self._mounted.append(None)
+            check(lib.dbr_vfs_mount_dir_ex(self._v(), encode_path(path), opts))
+
+    mount_directory = push_search_path
 
     def _unmount_dirs(self, limit: Optional[int]) -> int:
         """Removes up to ``limit`` (None: all) directory mounts, newest
@@ -313,7 +326,6 @@ class FileSystem:
                     break
                 if lib.dbr_vfs_mount_is_dir(v, index) == 1:
                     check(lib.dbr_vfs_unmount(v, index))
-                    del self._mounted[index]
                     removed += 1
         return removed
 
@@ -326,15 +338,16 @@ class FileSystem:
         """Removes every search path (directories); mounted archives stay."""
         self._unmount_dirs(None)
 
-    def mount_archive(self, archive) -> None:
+    def mount_archive(self, archive) -> Status:
         """Mounts an archive (see :func:`open_zip_archive`) after the
-        current mounts."""
+        current mounts; returns a true Status (0.0.5's return value),
+        raises when the archive cannot be mounted."""
         mount = getattr(archive, "_mount_into", None)
         if mount is None:
             raise UnsupportedError(f"cannot mount {type(archive).__name__}: not an archive")
         with self._lock:
-            mount(self._v())
-            self._mounted.append(archive)
+            mount(self._v())  # the mount holds the archive in libdbr
+        return Status()
 
     @property
     def mount_count(self) -> int:
@@ -343,16 +356,23 @@ class FileSystem:
     def _plain(self) -> bool:
         return lib.dbr_vfs_mount_count(self._v()) == 0
 
-    def open(self, location: PathLike, mode: Mode = Mode.read) -> File:
-        """Opens a file for reading; raises NotFoundError if absent."""
+    def open(self, location: PathLike, mode: Mode = Mode.read,
+             lockable: bool = False) -> Optional[File]:
+        """Opens a file for reading; None when it does not exist (as in
+        DareBlopy 0.0.5; ``open_as_bytes`` and ``File.open`` raise
+        NotFoundError instead).  ``lockable`` is accepted for 0.0.5's sake:
+        every File here is safe to share between threads (reads use
+        pread), so there is nothing to lock."""
         if mode != Mode.read:
             raise UnsupportedError(f"dareblopy opens files for reading only, not {Mode(mode).name}")
         raw = encode_path(location)
-        if self._plain():
-            return File(_open_os(raw))
-        out = ffi.new("dbr_file **")
-        check(lib.dbr_vfs_open(self._v(), raw, out))
-        return File(out[0], owner=self)
+        out = cells.file
+        rc = _file_open(raw, out) if self._plain() else _vfs_open(self._v(), raw, out)
+        if rc == lib.DBR_E_NOT_FOUND:
+            return None
+        if rc < 0:
+            raise error_from_code(rc)
+        return File(out[0])
 
     def exists(self, location: PathLike) -> bool:
         raw = encode_path(location)
@@ -384,14 +404,41 @@ class FileSystem:
         """A whole file as ``bytes``, read straight into the result."""
         raw = encode_path(location)
         out = cells.file
-        if _vfs_mount_count(self._v()) == 0:
+        v = self._v()
+        if _vfs_mount_count(v) == 0:
             return _bytes_then_close(_file_open(raw, out), out)
-        return _bytes_then_close(_vfs_open(self._vfs, raw, out), out)
+        return _bytes_then_close(_vfs_open(v, raw, out), out)
 
     def read_many(self, locations: Sequence[PathLike], threads: int = 1) -> List[bytes]:
         """Whole files as ``bytes``, in one batch (see :func:`read_files`)."""
         return read_files(locations, self, threads)
 
     def open_as_numpy_ubyte(self, location: PathLike, shape=None, out=None) -> np.ndarray:
-        with self.open(location) as f:
-            return f.read_as_numpy_ubyte(shape, out)
+        raw = encode_path(location)
+        cell = cells.file
+        rc = _file_open(raw, cell) if self._plain() else _vfs_open(self._v(), raw, cell)
+        if rc < 0:
+            raise error_from_code(rc)
+        handle = cell[0]
+        try:
+            return read_whole_as_numpy(handle, shape, out)
+        finally:
+            _file_close(handle)
+
+    # ---- DareBlopy 0.0.5's calls that change the OS file system.  They take
+    # OS paths (mounts are read-only) and return a Status, as 0.0.5 did:
+    # false, with the OSError in ``status.error``, when the call failed.
+
+    def create_directory(self, location: PathLike) -> Status:
+        """Creates a directory and any missing parents."""
+        return Status.of(os.makedirs, os.fspath(location), 0o777, True)
+
+    def remove(self, location: PathLike) -> Status:
+        """Removes a file or an empty directory."""
+        path = os.fspath(location)
+        return Status.of(os.rmdir if os.path.isdir(path) and not os.path.islink(path)
+                         else os.remove, path)
+
+    def rename(self, source: PathLike, target: PathLike) -> Status:
+        """Renames (moves) a file or directory."""
+        return Status.of(os.rename, os.fspath(source), os.fspath(target))

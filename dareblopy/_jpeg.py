@@ -1,12 +1,24 @@
 """JPEG decoding into numpy: one C call per image or per batch.
 
 Arrays are always ``H x W x C`` uint8 (``C`` is 1 for gray), batches
-``N x H x W x C``.  Strict mode (the default) raises
-:class:`CorruptDataError` for truncated or corrupt data; lenient mode
-returns what libjpeg recovered together with a warning flag.
+``N x H x W x C``.
+
+Damaged data (``strict=``), the same rule for single images, batches and
+crops of any box:
+
+- ``strict=None`` (default): accept exactly what Pillow accepts.  Data
+  libjpeg recovers from (extraneous bytes before a marker, a stray FF 00 in
+  the header, corrupt entropy codes) decodes; data that ends before the last
+  row raises :class:`CorruptDataError`, as Pillow does without
+  ``LOAD_TRUNCATED_IMAGES``.
+- ``strict=True``: refuse every libjpeg warning (before 0.2 this was the
+  default, so old explicit ``strict=True`` calls keep their meaning).
+- ``strict=False``: also decode truncated data (missing rows gray) and
+  return a warning flag beside the pixels.
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from fractions import Fraction
@@ -15,7 +27,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from ._buffers import as_uint8_out, encode_path
-from ._errors import DbrError, InvalidArgumentError, error_from_code
+from ._errors import DbrError, InvalidArgumentError, check, error_from_code
 from ._ffi import ffi, lib
 from ._files import open_as_bytes
 
@@ -30,6 +42,8 @@ _CROPS = {None: lib.DBR_CROP_NONE, "none": lib.DBR_CROP_NONE, "resize": lib.DBR_
           "center": lib.DBR_CROP_CENTER, "random": lib.DBR_CROP_RANDOM, "box": lib.DBR_CROP_BOX}
 _INTERPS = {"bilinear": lib.DBR_INTERP_BILINEAR, "area": lib.DBR_INTERP_AREA}
 _FLIPS = {False: lib.DBR_FLIP_NONE, True: lib.DBR_FLIP_ALWAYS, "random": lib.DBR_FLIP_RANDOM}
+_POLICIES = {None: lib.DBR_JPEG_RECOVER, True: lib.DBR_JPEG_STRICT, False: lib.DBR_JPEG_LENIENT}
+_MESSAGE_CAP = 512  # bytes of error text per batch item (errors="return")
 
 
 class JpegInfo(NamedTuple):
@@ -88,17 +102,26 @@ def _scale(scale):
     return int(num), int(den)
 
 
-def _options(mode="RGB", fast=False, strict=True, apply_orientation=False, max_pixels=None,
+def _policy(strict) -> int:
+    try:
+        return _POLICIES[strict]
+    except (KeyError, TypeError):
+        raise InvalidArgumentError(f"strict must be None (Pillow's rule), True or False, "
+                                   f"not {strict!r}") from None
+
+
+def _options(mode="RGB", fast=False, strict=None, apply_orientation=False, max_pixels=None,
              scale=None, roi=None):
     """The C options, or NULL when everything is the default."""
     fmt = _format(mode)
-    if (fmt == 0 and not fast and strict and not apply_orientation and max_pixels is None
-            and scale is None and roi is None):
+    policy = _policy(strict)
+    if (fmt == 0 and not fast and policy == lib.DBR_JPEG_RECOVER and not apply_orientation
+            and max_pixels is None and scale is None and roi is None):
         return ffi.NULL
     o = ffi.new("dbr_jpeg_options *")
     o.format = fmt
     o.fast = bool(fast)
-    o.lenient = not strict
+    o.lenient = policy
     o.apply_orientation = bool(apply_orientation)
     if max_pixels is not None:
         if max_pixels <= 0:
@@ -139,7 +162,7 @@ def jpeg_info(buffer) -> JpegInfo:
 
 
 def decode_jpeg(buffer, out: Optional[np.ndarray] = None, mode: str = "RGB", scale=None,
-                roi=None, strict: bool = True, fast: bool = False,
+                roi=None, strict: Optional[bool] = None, fast: bool = False,
                 apply_orientation: bool = False, max_pixels: Optional[int] = None):
     """Decodes a JPEG held in ``buffer`` (bytes, bytearray, memoryview or a
     uint8 array) into an ``H x W x C`` uint8 array.
@@ -152,9 +175,10 @@ def decode_jpeg(buffer, out: Optional[np.ndarray] = None, mode: str = "RGB", sca
     fancy upsampling.  apply_orientation: rotate/flip by the EXIF tag.
     max_pixels: the largest stored image accepted (default 128 Mpixel).
 
-    Strict mode raises CorruptDataError on corrupt or truncated data; with
-    ``strict=False`` the result is ``(image, warned)``, where ``warned`` says
-    that libjpeg recovered from corrupt data."""
+    strict: None accepts what Pillow accepts and raises CorruptDataError
+    for truncated data; True raises for any corrupt data; with False the
+    result is ``(image, warned)``, where ``warned`` says that libjpeg
+    recovered from corrupt or truncated data (see the module docstring)."""
     src, n = _source(buffer)
     opts = _options(mode, fast, strict, apply_orientation, max_pixels, scale, roi)
     res = _cells.result
@@ -165,9 +189,9 @@ def decode_jpeg(buffer, out: Optional[np.ndarray] = None, mode: str = "RGB", sca
     rc = _decode(src, n, opts, dst, 0, out.nbytes, res)
     if rc < 0:
         raise error_from_code(rc)
-    if strict:
-        return out
-    return out, bool(res.warnings)
+    if strict is False:
+        return out, bool(res.warnings)
+    return out
 
 
 def read_jpg_as_numpy(path, use_turbo: bool = False) -> np.ndarray:
@@ -199,7 +223,15 @@ def _crop(size, crop, interp, flip, seed, scale_range, ratio, shorter, box):
         raise InvalidArgumentError(
             f"crop must be one of {[k for k in _CROPS if k]}, interp one of {list(_INTERPS)}, "
             f"flip False, True or 'random' (got {crop!r}, {interp!r}, {flip!r})") from None
-    c.out_h, c.out_w = (int(v) for v in size)
+    ranges = tuple(scale_range) + tuple(ratio)
+    if len(ranges) != 4 or not all(math.isfinite(v) for v in ranges):
+        raise InvalidArgumentError(f"scale {scale_range!r} and ratio {ratio!r} must be "
+                                   f"(min, max) pairs of finite numbers")
+    if isinstance(size, (int, np.integer)):  # a square, as the image pipeline takes it
+        size = (size, size)
+    if isinstance(size, (str, bytes)) or len(size) != 2:
+        raise InvalidArgumentError(f"size must be an int or (height, width), not {size!r}")
+    c.out_h, c.out_w = map(int, size)
     c.seed = seed & 0xFFFFFFFFFFFFFFFF
     c.scale_min, c.scale_max = scale_range
     c.ratio_min, c.ratio_max = ratio
@@ -224,9 +256,22 @@ def crop_box(width: int, height: int, index: int = 0, crop: str = "random",
     return tuple(out), bool(flipped[0])
 
 
+def _item_errors(statuses, messages, n):
+    """None or the exception of each item, from the C per-item outcome."""
+    errors = [None] * n
+    for i in np.flatnonzero(statuses < 0).tolist():
+        text = ffi.string(messages + i * _MESSAGE_CAP).decode("utf-8", "replace")
+        err = error_from_code(int(statuses[i]), f"batch item {i}: {text}")
+        err.index = i
+        errors[i] = err
+    return errors
+
+
 def _run_batch(call, n, first_size, out, size, mode, crop, interp, flip, seed, index_offset,
                scale, ratio, shorter, box, strict, fast, apply_orientation, max_pixels,
-               threads):
+               threads, errors):
+    if errors not in ("raise", "return"):
+        raise InvalidArgumentError(f"errors must be 'raise' or 'return', not {errors!r}")
     fmt = _format(mode)
     if size is None:
         if crop not in (None, "none") or n == 0:
@@ -236,11 +281,17 @@ def _run_batch(call, n, first_size, out, size, mode, crop, interp, flip, seed, i
     c = _crop(size, crop, interp, flip, seed, scale, ratio, shorter, box)
     out, dst = _out_array(out, (n, c.out_h, c.out_w, _CHANNELS[fmt]), "decode_jpeg_batch")
     opts = _options(mode, fast, strict, apply_orientation, max_pixels)
-    statuses = np.empty(n, dtype=np.intc)
-    results = ffi.new("dbr_jpeg_result[]", n) if not strict else ffi.NULL
+    statuses = np.zeros(n, dtype=np.intc)
+    results = ffi.new("dbr_jpeg_result[]", n) if strict is False else ffi.NULL
+    messages = ffi.new("char[]", n * _MESSAGE_CAP) if errors == "return" else ffi.NULL
     rc = call(opts, c, index_offset, dst, out.nbytes, threads,
-              ffi.from_buffer("int[]", statuses, require_writable=True), results)
-    if strict:
+              ffi.from_buffer("int[]", statuses, require_writable=True), results,
+              messages, _MESSAGE_CAP if errors == "return" else 0)
+    if rc < 0 and not (statuses < 0).any():
+        raise error_from_code(rc)  # the call itself was refused before any item ran
+    if errors == "return":
+        return out, _item_errors(statuses, messages, n)
+    if strict is not False:
         if rc < 0:
             raise error_from_code(rc)
         return out
@@ -254,24 +305,33 @@ def decode_jpeg_batch(buffers: Sequence, size=None, out: Optional[np.ndarray] = 
                       mode: str = "RGB", crop: Optional[str] = None,
                       interp: str = "bilinear", flip=False, seed: int = 0,
                       index_offset: int = 0, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                      shorter: Optional[int] = None, box=None, strict: bool = True,
-                      fast: bool = False, apply_orientation: bool = False,
-                      max_pixels: Optional[int] = None, threads: int = 0):
+                      shorter: Optional[int] = None, box=None,
+                      strict: Optional[bool] = None, fast: bool = False,
+                      apply_orientation: bool = False, max_pixels: Optional[int] = None,
+                      threads: int = 0, errors: str = "raise"):
     """Decodes a list of JPEG buffers into one ``N x H x W x C`` array in a
     single C call on ``threads`` threads (0: one per CPU), GIL released.
 
-    size: (height, width) of every slot; without a crop every image must
-    have that size (default: the first image's).  crop: None, "resize" (the
+    size: (height, width) of every slot, or one int for a square; without a
+    crop every image must have that size (default: the first image's).
+    crop: None, "resize" (the
     whole image), "center" (resize the shorter side to ``shorter``, then
     take the centre), "random" (torchvision's RandomResizedCrop with
-    ``scale`` and ``ratio``) or "box" (``box`` = (x, y, w, h)).  The crop is
-    decoded at the smallest DCT scale covering the target, from only the
-    blocks under it, then resized with ``interp`` ("bilinear" or "area").
-    flip: False, True or "random".  Random choices come from (seed,
-    index_offset + i), the same on every machine and thread count.
+    ``scale`` and ``ratio``, finite (min, max) pairs) or "box" (``box`` =
+    (x, y, w, h)).  The crop is decoded at the smallest DCT scale covering
+    the target, from only the blocks under it, then resized with ``interp``
+    ("bilinear" or "area").  flip: False, True or "random".  Random choices
+    come from (seed, index_offset + i), the same on every machine and
+    thread count.  strict: the damage rule of the module docstring; an item
+    is accepted or refused exactly as a whole decode of it would be,
+    whatever its crop.
 
-    Strict mode raises for the first failing item (its index in the
-    message).  With ``strict=False`` the result is ``(array, status)``:
+    errors="raise" (default) raises for the first failing item (its index
+    in the message).  errors="return" returns ``(array, errors)``: errors[i]
+    is None, or the exception item i would raise (``.index`` is i; the
+    message names the item); a failed item's slot is zero-filled.  The
+    outcomes come from the one C call: nothing is decoded twice.
+    ``strict=False`` without errors="return" returns ``(array, status)``:
     status[i] is 0 (ok), 1 (decoded, recovered from corrupt data) or a
     negative libdbr status (slot zero-filled)."""
     items = [_source(b) for b in buffers]
@@ -288,19 +348,36 @@ def decode_jpeg_batch(buffers: Sequence, size=None, out: Optional[np.ndarray] = 
     def first_size():
         return _displayed_size(buffers[0], apply_orientation)
 
-    def call(opts, c, first, dst, cap, nthreads, statuses, results):
+    def call(opts, c, first, dst, cap, nthreads, statuses, results, messages, message_cap):
         return lib.dbr_jpeg_decode_batch(n, srcs, lens, opts, c, first, dst, cap, nthreads,
-                                         statuses, results, ffi.NULL, 0)
+                                         statuses, results, messages, message_cap)
 
     return _run_batch(call, n, first_size, out, size, mode, crop, interp, flip, seed,
                       index_offset, scale, ratio, shorter, box, strict, fast,
-                      apply_orientation, max_pixels, threads)
+                      apply_orientation, max_pixels, threads, errors)
 
 
-def decode_jpeg_files(paths: Sequence, filesystem=None, **kwargs):
-    """Like :func:`decode_jpeg_batch`, for files: OS paths, or paths in a
-    :class:`FileSystem` (directories and mounted archives).  Each C worker
-    reads its own file, so reading overlaps decoding."""
+# The keyword options of decode_jpeg_files and decode_jpeg_entries, with
+# decode_jpeg_batch's defaults.
+_BATCH_OPTIONS = dict(size=None, out=None, mode="RGB", crop=None, interp="bilinear",
+                      flip=False, seed=0, index_offset=0, scale=(0.08, 1.0),
+                      ratio=(3 / 4, 4 / 3), shorter=None, box=None, strict=None, fast=False,
+                      apply_orientation=False, max_pixels=None, threads=0)
+
+
+def _batch_options(what, kwargs, errors):
+    unknown = set(kwargs) - set(_BATCH_OPTIONS)
+    if unknown:
+        raise TypeError(f"{what}: unexpected arguments {sorted(unknown)}")
+    return {**_BATCH_OPTIONS, **kwargs, "errors": errors}
+
+
+def decode_jpeg_files(paths: Sequence, filesystem=None, *, errors: str = "raise", **kwargs):
+    """Like :func:`decode_jpeg_batch` (same keyword options, errors="return"
+    included), for files: OS paths, or paths in a :class:`FileSystem`
+    (directories and mounted archives).  Each C worker reads its own file,
+    so reading overlaps decoding."""
+    options = _batch_options("decode_jpeg_files", kwargs, errors)
     strings = [ffi.new("char[]", encode_path(p)) for p in paths]  # kept alive here
     cpaths = ffi.new("char *[]", strings)
     n = len(strings)
@@ -310,22 +387,46 @@ def decode_jpeg_files(paths: Sequence, filesystem=None, **kwargs):
 
     def first_size():
         reader = filesystem.open_as_bytes if vfs != ffi.NULL else open_as_bytes
-        return _displayed_size(reader(paths[0]), kwargs.get("apply_orientation", False))
+        return _displayed_size(reader(paths[0]), options["apply_orientation"])
 
-    def call(opts, c, first, dst, cap, nthreads, statuses, results):
+    def call(opts, c, first, dst, cap, nthreads, statuses, results, messages, message_cap):
         return lib.dbr_jpeg_decode_files(vfs, n, cpaths, opts, c, first, dst, cap, nthreads,
-                                         statuses, results, ffi.NULL, 0)
+                                         statuses, results, messages, message_cap)
 
-    options = dict(size=None, out=None, mode="RGB", crop=None, interp="bilinear", flip=False,
-                   seed=0, index_offset=0, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                   shorter=None, box=None, strict=True, fast=False, apply_orientation=False,
-                   max_pixels=None, threads=0)
-    unknown = set(kwargs) - set(options)
-    if unknown:
-        raise TypeError(f"decode_jpeg_files: unexpected arguments {sorted(unknown)}")
-    options.update(kwargs)
+    return _run_batch(call, n, first_size, **options)
+
+
+def decode_jpeg_entries(archive, entries: Sequence, *, errors: str = "raise", **kwargs):
+    """Like :func:`decode_jpeg_batch` (same keyword options, errors="return"
+    included), for entries of an :class:`Archive`, given by index (ints, as
+    in ``archive.infolist()``) or by name.  C workers read each entry
+    straight from the archive (CRC-checked) into their own buffers and
+    decode it into the batch array: the compressed bytes never become
+    Python objects, and reading overlaps decoding.  Refused items' messages
+    name the archive and the entry."""
+    options = _batch_options("decode_jpeg_entries", kwargs, errors)
+    h = archive._h()
+    indices = [int(e) if isinstance(e, (int, np.integer)) else archive._index(e)
+               for e in entries]
+    n = len(indices)
+    cindices = ffi.new("size_t[]", indices) if n else ffi.NULL
+    if min(indices, default=0) < 0:
+        raise InvalidArgumentError(f"decode_jpeg_entries: negative entry index "
+                                   f"{min(indices)}")
+
+    def first_size():
+        size = lib.dbr_zip_entry_size(h, indices[0])
+        data = bytearray(size)
+        check(lib.dbr_zip_read(h, indices[0], ffi.from_buffer(data), size,
+                               ffi.new("size_t *")))
+        return _displayed_size(data, options["apply_orientation"])
+
+    def call(opts, c, first, dst, cap, nthreads, statuses, results, messages, message_cap):
+        return lib.dbr_jpeg_decode_entries(h, n, cindices, opts, c, first, dst, cap, nthreads,
+                                           statuses, results, messages, message_cap)
+
     return _run_batch(call, n, first_size, **options)
 
 
 __all__ = ["JpegInfo", "jpeg_info", "decode_jpeg", "decode_jpeg_batch", "decode_jpeg_files",
-           "read_jpg_as_numpy", "crop_box"]
+           "decode_jpeg_entries", "read_jpg_as_numpy", "crop_box"]

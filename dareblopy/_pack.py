@@ -5,27 +5,40 @@ Sources:
   - a directory tree, packed as it is (entry names are relative paths);
   - an ImageFolder-style directory (``labels="imagefolder"``): each top-level
     subdirectory is a class, labels are class indices in sorted order;
-  - a list file of ``path label`` lines (paths relative to the list file).
+  - a list file of ``path label`` lines (paths relative to the list file);
+    labels are integers, or class names numbered in sorted order as the
+    ImageFolder classes are.
 
 Shards are zip archives (entries keep their relative names, so the labels of
-an ImageFolder pack are also recoverable from the names) or TFRecord files
-of Examples ``{"path": bytes, "data": bytes[, "label": int64]}``.  Items are
-split into contiguous runs, one per shard, after an optional shuffle fixed
-by ``seed``.  Shards are written in parallel, one thread per shard (the C
-writers release the GIL), each atomically; then a manifest
-``<output>.manifest.tsv`` records ``shard, name, label, source`` for every
-item, written last and atomically too.
+an ImageFolder pack are also recoverable from the names; no directory
+entries) or TFRecord files of Examples ``{"path": bytes, "data": bytes[,
+"label": int64]}``.  By default a zip entry is stored when its file is
+already compressed (by suffix, as ``zip -n`` decides: JPEG, PNG, zip, gz,
+...) and deflated otherwise.  Items are split into contiguous runs of equal
+size (within one), one per shard, after an optional shuffle fixed by
+``seed``; there are never more shards than items.  Shards are written in
+parallel, one thread per shard (the C writers release the GIL), each
+atomically; then a manifest ``<output>.manifest.tsv`` records ``shard,
+name, label, source`` for every item (and the class names), written last
+and atomically too.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import os
 import sys
-import tempfile
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from ._dataset import name_label_lines
+from ._atomic import atomic_write
+from ._labels import name_label_lines
 from ._shuffle import permutation
+
+# Suffixes of files that are compressed already: deflating them again costs
+# an inflate on every read for well under 1% of size (Info-ZIP's zip -n).
+ALREADY_COMPRESSED = frozenset(
+    "jpg jpeg jpe jfif png gif webp avif heic heif jxl jp2 tif tiff "
+    "mp3 m4a aac ogg oga opus flac mp4 m4v mov mkv webm avi ogv "
+    "zip jar whl apk gz tgz bz2 tbz2 xz txz lzma zst zstd lz4 lz br 7z rar".split())
 
 
 class Item(NamedTuple):
@@ -45,12 +58,13 @@ def tree_items(src: str) -> List[Item]:
     return items
 
 
-def imagefolder_items(src: str) -> (List[Item], List[str]):
+def imagefolder_items(src: str) -> Tuple[List[Item], List[str]]:
     """ImageFolder layout: src/<class>/**/<file>; returns items and the
     sorted class names."""
     classes = sorted(d for d in os.listdir(src) if os.path.isdir(os.path.join(src, d)))
     if not classes:
-        raise ValueError(f"pack: {src} has no class subdirectories (ImageFolder layout)")
+        raise ValueError(f"{src} has no class subdirectories: --labels imagefolder expects "
+                         f"{src}/<class>/<file>")
     items = []
     for label, cls in enumerate(classes):
         for item in tree_items(os.path.join(src, cls)):
@@ -58,13 +72,24 @@ def imagefolder_items(src: str) -> (List[Item], List[str]):
     return items, classes
 
 
-def list_file_items(list_file: str) -> List[Item]:
-    """``path label`` lines (TorchRecord's list files); paths are relative
-    to the list file."""
+def list_file_items(list_file: str) -> Tuple[List[Item], Optional[List[str]]]:
+    """``path label`` lines (TorchRecord's list files), paths relative to
+    the list file.  Returns the items and, when the labels are class names
+    rather than integers, the sorted class names whose indices the labels
+    became (as for ImageFolder); None for integer labels."""
     base = os.path.dirname(os.path.abspath(list_file))
-    return [Item(path if os.path.isabs(path) else os.path.join(base, path),
-                 path.lstrip("/").replace(os.sep, "/"), label)
-            for path, label in name_label_lines(list_file)]
+    lines = list(name_label_lines(list_file, integer=False))
+    texts = [label for _, label in lines]
+    if all(t.lstrip("-").isdigit() for t in texts):
+        classes, labels = None, [int(t) for t in texts]
+    else:  # class names: any label that is not an integer makes them all names
+        classes = sorted(set(texts))
+        number = {c: i for i, c in enumerate(classes)}
+        labels = [number[t] for t in texts]
+    items = [Item(path if os.path.isabs(path) else os.path.join(base, path),
+                  path.lstrip("/").replace(os.sep, "/"), label)
+             for (path, _), label in zip(lines, labels)]
+    return items, classes
 
 
 def shard_paths(out: str, shards: int) -> List[str]:
@@ -78,20 +103,23 @@ def shard_paths(out: str, shards: int) -> List[str]:
     return [f"{stem}-{i:05d}-of-{shards:05d}{ext}" for i in range(shards)]
 
 
+def zip_method(name: str, method: str) -> str:
+    """The method for entry ``name``: ``method`` itself, or for "auto"
+    stored when the suffix says the file is compressed already, else
+    deflate."""
+    if method != "auto":
+        return method
+    base = name.rpartition("/")[2]
+    suffix = base.rpartition(".")[2].lower() if "." in base else ""
+    return "stored" if suffix in ALREADY_COMPRESSED else "deflate"
+
+
 def _zip_shard_writer(path: str, method: str, level: int):
     from ._zip import ZipWriter
-    writer = ZipWriter(path, method=method, level=level)
-    made = set()
+    writer = ZipWriter(path, method="deflate", level=level)
 
-    def add(item: Item, data: bytes) -> None:
-        mtime = os.stat(item.source).st_mtime
-        parts = item.name.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):  # explicit directory entries
-            folder = "/".join(parts[:depth]) + "/"
-            if folder not in made:
-                writer.mkdir(folder, mtime=mtime)
-                made.add(folder)
-        writer.write(item.name, data, mtime=mtime)
+    def add(item: Item, data: bytes, mtime: float) -> None:
+        writer.write(item.name, data, method=zip_method(item.name, method), mtime=mtime)
     return writer, add
 
 
@@ -100,7 +128,7 @@ def _tfrecord_shard_writer(path: str, compression: str):
     from ._tfrecord import TFRecordWriter
     writer = TFRecordWriter(path, compression)
 
-    def add(item: Item, data: bytes) -> None:
+    def add(item: Item, data: bytes, mtime: float) -> None:
         features = {"path": item.name, "data": data}
         if item.label is not None:
             features["label"] = item.label
@@ -108,26 +136,42 @@ def _tfrecord_shard_writer(path: str, compression: str):
     return writer, add
 
 
+def split(items: Sequence[Item], shards: int) -> List[List[Item]]:
+    """Contiguous runs, one per shard, whose sizes differ by at most one;
+    never more runs than items, so no shard is empty."""
+    count = min(shards, len(items))
+    bounds = [len(items) * i // count for i in range(count + 1)]
+    return [list(items[bounds[i]:bounds[i + 1]]) for i in range(count)]
+
+
 def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 1,
-         shuffle: bool = False, seed: int = 0, method: str = "deflate", level: int = 0,
+         shuffle: bool = False, seed: int = 0, method: str = "auto", level: int = 0,
          compression: str = "NONE", workers: int = 0, progress: bool = True,
          classes: Optional[Sequence[str]] = None) -> List[str]:
     """Writes ``items`` into ``shards`` files of ``format`` ("zip" or
-    "tfrecord") plus the manifest; returns the shard paths."""
+    "tfrecord") plus the manifest; returns the shard paths.  Fewer than
+    ``shards`` files are written when there are fewer items than that (a
+    shard holds at least one item); the names then count the real number.
+    ``method`` is "auto" (stored for compressed suffixes, else deflate),
+    "stored", "deflate" or "lz4"."""
     if shards < 1:
-        raise ValueError("pack: --shards must be at least 1")
+        raise ValueError(f"--shards must be at least 1 (got {shards})")
     if format not in ("zip", "tfrecord"):
-        raise ValueError(f"pack: unknown format {format!r} (zip or tfrecord)")
+        raise ValueError(f"unknown format {format!r}: use zip or tfrecord")
+    if method not in ("auto", "stored", "deflate", "lz4"):
+        raise ValueError(f"unknown method {method!r}: use auto, stored, deflate or lz4")
     items = list(items)
     if not items:
-        raise ValueError("pack: nothing to pack")
+        raise ValueError("nothing to pack: the source holds no files")
     if shuffle:
         items = [items[i] for i in permutation(len(items), seed)]
-    paths = shard_paths(out, shards)
-    per = -(-len(items) // shards)
-    groups = [items[i * per:(i + 1) * per] for i in range(shards)]
-    bar = _progress(len(items), f"packing {len(items)} files into {shards} {format} shard(s)") \
-        if progress else None
+    groups = split(items, shards)
+    paths = shard_paths(out, len(groups))
+    folder = os.path.dirname(os.path.abspath(paths[0]))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"output folder '{folder}' does not exist; create it first")
+    bar = _progress(len(items), f"packing {len(items)} files into {len(groups)} {format} "
+                                f"shard(s)") if progress else None
 
     def write_shard(path: str, group: List[Item]) -> None:
         if format == "zip":
@@ -137,11 +181,11 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
         with writer:
             for item in group:
                 with open(item.source, "rb") as fh:
-                    add(item, fh.read())
+                    add(item, fh.read(), os.fstat(fh.fileno()).st_mtime)
                 if bar is not None:
                     bar.update(1)
 
-    threads = workers or min(shards, os.cpu_count() or 1)
+    threads = workers or min(len(groups), os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
         for done in [pool.submit(write_shard, p, g) for p, g in zip(paths, groups)]:
             done.result()  # re-raises the first failure
@@ -159,21 +203,14 @@ def write_manifest(out: str, paths: Sequence[str], groups: Sequence[Sequence[Ite
                    classes: Optional[Sequence[str]]) -> str:
     """``shard<TAB>name<TAB>label<TAB>source`` per item, atomically."""
     target = manifest_path(out)
-    folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            if classes:
-                fh.write("# classes\t" + "\t".join(classes) + "\n")
-            fh.write("# shard\tname\tlabel\tsource\n")
-            for path, group in zip(paths, groups):
-                for item in group:
-                    label = "" if item.label is None else str(item.label)
-                    fh.write(f"{os.path.basename(path)}\t{item.name}\t{label}\t{item.source}\n")
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(target, "w", encoding="utf-8") as fh:
+        if classes:
+            fh.write("# classes\t" + "\t".join(classes) + "\n")
+        fh.write("# shard\tname\tlabel\tsource\n")
+        for path, group in zip(paths, groups):
+            for item in group:
+                label = "" if item.label is None else str(item.label)
+                fh.write(f"{os.path.basename(path)}\t{item.name}\t{label}\t{item.source}\n")
     return target
 
 

@@ -99,14 +99,18 @@ class RemoteArchive(Archive):
         while view:
             view = view[os.pwrite(fd, view, offset + len(data) - len(view)):]
 
-    def _fetch(self, names: Sequence) -> None:
-        wanted = sorted({self._slot(n)[0] for n in names} - self._fetched)
+    def fetch_entries(self, indices: Sequence[int]) -> None:
+        """Brings the bytes of the entries with these central-directory
+        indices (those not fetched before), coalescing neighbours into one
+        range request.  Called by every read here; C calls that take the
+        archive's handle directly (``decode_jpeg_entries``) need it first."""
+        wanted = sorted(set(int(i) for i in indices) - self._fetched)
         if not wanted:
             return
         with self._fetch_lock:
             spans = sorted(self._spans[i] for i in wanted if i not in self._fetched)
             runs: List[List[int]] = []
-            for lo, hi in spans:  # neighbours become one range request
+            for lo, hi in spans:
                 if runs and lo <= runs[-1][1]:
                     runs[-1][1] = max(runs[-1][1], hi)
                 else:
@@ -114,6 +118,15 @@ class RemoteArchive(Archive):
             for lo, hi in runs:
                 self._write(self._fd, self.remote.read_range(lo, hi), lo)
             self._fetched.update(wanted)
+
+    def _fetch(self, names: Sequence) -> None:
+        indices = []
+        for n in names:
+            try:
+                indices.append(self._slot(n)[0])
+            except DbrError:
+                pass  # the read itself reports a missing name
+        self.fetch_entries(indices)
 
     @property
     def path(self) -> str:
@@ -139,8 +152,18 @@ class RemoteArchive(Archive):
         return self._reading([name], lambda: super(RemoteArchive, self).open_as_numpy_ubyte(
             name, shape, out))
 
-    def read_many(self, names: Sequence, threads: int = 0) -> List[bytes]:
-        return self._reading(names, lambda: super(RemoteArchive, self).read_many(names, threads))
+    def read_many(self, names: Sequence, threads: int = 0, **options) -> List[bytes]:
+        return self._reading(names, lambda: super(RemoteArchive, self).read_many(
+            names, threads, **options))
+
+    def read_entries(self, indices: Sequence[int], threads: int = 0, **options):
+        try:
+            self.fetch_entries(indices)
+            return super().read_entries(indices, threads, **options)
+        except DbrError as exc:
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"dareblopy: in the remote archive {self.remote.url}")
+            raise
 
     def open(self, name):
         return self._reading([name], lambda: super(RemoteArchive, self).open(name))

@@ -63,8 +63,15 @@ def permutation_reference(n: int, seed: int, epoch: int = 0) -> np.ndarray:
 
 def derive_seed(seed: int, *parts: int) -> int:
     """A new 64-bit seed from a seed and a path of integers (for example
-    epoch, stream, batch), so that independent streams never share a
-    SplitMix64 state by accident."""
+    epoch, stream, batch): libdbr's dbr_seed_derive, the one derivation
+    that the shuffles and the random crops share."""
+    return int(lib.dbr_seed_derive(int(seed) & _MASK, [int(p) & _MASK for p in parts],
+                                   len(parts)))
+
+
+def derive_seed_reference(seed: int, *parts: int) -> int:
+    """The same derivation in Python: each part steps to the first output of
+    ``SplitMix64(state, part)``.  The definition the C one is tested against."""
     state = int(seed) & _MASK
     for part in parts:
         state = SplitMix64(state, part).next()

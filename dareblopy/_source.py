@@ -46,16 +46,30 @@ class RemoteSource:
                 return path
             return self.cache.path(self.cache.key(self.url))
 
-    def open_zip(self):
+    def open_zip(self, **options):
         """The shard as an Archive: the cached file, or range reads."""
         from ._zip import open_zip_archive
         if self.cache is not None:
-            return open_zip_archive(self.local_path())
-        return self.open_zip_ranges()
+            return open_zip_archive(self.local_path(), **options)
+        return self.open_zip_ranges(**options)
 
-    def open_zip_ranges(self):
+    def open_zip_ranges(self, **options):
         from ._remote_zip import RemoteArchive
-        return RemoteArchive(self.obj)
+        return RemoteArchive(self.obj, **options)
+
+    def zip_namelist(self) -> List[str]:
+        """The entry names, from the central directory alone (one range
+        read of the tail): counting a shard downloads nothing."""
+        with self.open_zip_ranges() as listing:
+            return listing.namelist()
+
+    @staticmethod
+    def before_read(archive, entries: Sequence[int]) -> None:
+        """Fetches the entries' bytes when the archive is read by ranges
+        (C calls on its handle cannot ask for them)."""
+        fetch = getattr(archive, "fetch_entries", None)
+        if fetch is not None:
+            fetch(entries)
 
     def release(self) -> None:
         with self._lock:

@@ -11,30 +11,42 @@ randomized yielders shuffle compressed files through a buffer instead."""
 from __future__ import annotations
 
 import enum
-import hashlib
+import operator
 import os
 import struct
-import tempfile
 import time
 import zlib
 from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ._atomic import AtomicFile, atomic_write
 from ._buffers import ArrayRecycler, encode_path, new_bytes
 from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_code
 from ._example import RecordParser
 from ._ffi import ffi, lib
 from ._files import File
+from ._index_cache import index_locations, store_index
 from ._shuffle import SplitMix64, permutation
 
 INDEX_SUFFIX = ".idx"
 
 
 class Compression(enum.IntEnum):
-    NONE = lib.DBR_TFRECORD_NONE
-    GZIP = lib.DBR_TFRECORD_GZIP
-    ZLIB = lib.DBR_TFRECORD_ZLIB
+    """TFRecord compression.  The integer values are DareBlopy 0.0.5's
+    (``Compression(2)`` is GZIP); ``c_code`` is libdbr's constant."""
+
+    NONE = 0
+    ZLIB = 1
+    GZIP = 2
+
+    @property
+    def c_code(self) -> int:
+        return _C_CODES[self]
+
+
+_C_CODES = {Compression.NONE: lib.DBR_TFRECORD_NONE, Compression.GZIP: lib.DBR_TFRECORD_GZIP,
+            Compression.ZLIB: lib.DBR_TFRECORD_ZLIB}
 
 
 def _compression(value) -> Compression:
@@ -69,7 +81,7 @@ def build_index(path_or_file, compression=None, verify_crc: bool = False,
     f = _as_file(path_or_file)
     pairs = ffi.new("uint64_t **")
     count = ffi.new("size_t *")
-    check(lib.dbr_tfrecord_index(f._h(), int(_compression(compression)), int(verify_crc),
+    check(lib.dbr_tfrecord_index(f._h(), _compression(compression).c_code, int(verify_crc),
                                  max_record_size, pairs, count))
     try:
         n = count[0]
@@ -82,15 +94,8 @@ def build_index(path_or_file, compression=None, verify_crc: bool = False,
 def write_index(index: np.ndarray, index_path) -> None:
     """Writes an index as text, atomically."""
     text = "".join(f"{int(o)} {int(n)}\n" for o, n in index)
-    folder = os.path.dirname(os.path.abspath(index_path))
-    fd, tmp = tempfile.mkstemp(prefix=".idx-", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, index_path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(index_path, "w", fsync=False) as fh:  # a cache: rebuilt if lost
+        fh.write(text)
 
 
 def read_index(index_path) -> np.ndarray:
@@ -108,20 +113,10 @@ def read_index(index_path) -> np.ndarray:
     return values.reshape(-1, 2)
 
 
-def _cache_dir() -> str:
-    return os.environ.get("DAREBLOPY_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "dareblopy", "tfrecord-index")
-
-
 def index_path_for(path, cache_dir: Optional[str] = None) -> str:
     """Where the cached index of ``path`` lives: beside it (``FILE.idx``),
     or in ``cache_dir`` under a name derived from the absolute path."""
-    path = os.fspath(path)
-    if cache_dir is None:
-        return path + INDEX_SUFFIX
-    digest = hashlib.sha1(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()
-    return os.path.join(cache_dir, f"{os.path.basename(path)}-{digest[:16]}{INDEX_SUFFIX}")
+    return index_locations(path, INDEX_SUFFIX, cache_dir)[0]
 
 
 def _fresh(index_path, path, size) -> Optional[np.ndarray]:
@@ -137,13 +132,12 @@ def _fresh(index_path, path, size) -> Optional[np.ndarray]:
 
 def load_index(path, compression=None, cache_dir: Optional[str] = None,
                rebuild: bool = False) -> np.ndarray:
-    """The index of an OS file, built on demand and cached beside it (or in
-    ``cache_dir``, or, when the file's folder is read-only, in
-    ``$DAREBLOPY_CACHE_DIR`` / ``~/.cache/dareblopy``)."""
+    """The index of an OS file, built on demand and cached beside it, or in
+    ``cache_dir``, or, when the file's folder is not writable, in the user
+    cache directory (see ``_index_cache``)."""
     compression = _compression(compression)
     path = os.fspath(path)
-    candidates = [index_path_for(path, cache_dir)] if cache_dir else \
-        [index_path_for(path), index_path_for(path, _cache_dir())]
+    candidates = index_locations(path, INDEX_SUFFIX, cache_dir)
     if not rebuild and compression == Compression.NONE:
         size = os.path.getsize(path)
         for c in candidates:
@@ -151,13 +145,7 @@ def load_index(path, compression=None, cache_dir: Optional[str] = None,
             if index is not None:
                 return index
     index = build_index(path, compression)
-    for c in candidates:
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(c)), exist_ok=True)
-            write_index(index, c)
-            break
-        except OSError:
-            continue
+    store_index(candidates, lambda location: write_index(index, location))
     return index
 
 
@@ -191,7 +179,7 @@ class RecordReader:
 
     def __iter__(self):
         handle = ffi.new("dbr_tfrecord_reader **")
-        check(lib.dbr_tfrecord_reader_open(self._file._h(), int(self.compression),
+        check(lib.dbr_tfrecord_reader_open(self._file._h(), self.compression.c_code,
                                            int(self.verify_crc), self.max_record_size, handle))
         reader = ffi.gc(handle[0], lib.dbr_tfrecord_reader_close)
         data = ffi.new("void **")
@@ -263,55 +251,50 @@ class RecordReader:
 
 class TFRecordWriter:
     """Writes records (NONE, GZIP or ZLIB), readable by TensorFlow.  The file
-    appears atomically at ``close()`` (written to a temporary name in the
-    same folder, then renamed); leaving a ``with`` block by an exception
-    discards it."""
+    appears atomically at ``close()`` (see ``AtomicFile``: written under a
+    temporary name in the same folder, then renamed; a failed close removes
+    the temporary file); leaving a ``with`` block by an exception discards
+    it."""
 
     def __init__(self, path, compression=None, level: int = 6):
         self.path = os.fspath(path)
         encode_path(self.path)
         self.compression = _compression(compression)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, self._tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.path) + ".",
-                                         suffix=".tmp", dir=folder)
-        self._fh = os.fdopen(fd, "wb")
         self._z = None
         if self.compression != Compression.NONE:
             wbits = 31 if self.compression == Compression.GZIP else 15
             self._z = zlib.compressobj(level, zlib.DEFLATED, wbits)
+        self._out = AtomicFile(self.path)
 
     def write(self, record) -> None:
-        if self._fh is None:
+        """Appends one record: a bytes-like object (bytes, bytearray,
+        memoryview, a contiguous numpy array's buffer)."""
+        if self._out.closed:
             raise ValueError("write to a closed TFRecordWriter")
-        data = bytes(record)
-        head = struct.pack("<Q", len(data))
-        frame = b"".join((head, struct.pack("<I", lib.dbr_crc32c_mask(lib.dbr_crc32c(0, head, 8))),
-                          data,
-                          struct.pack("<I", lib.dbr_crc32c_mask(lib.dbr_crc32c(0, data, len(data))))))
-        self._fh.write(self._z.compress(frame) if self._z else frame)
+        if isinstance(record, (str, int)) or not _is_bytes_like(record):
+            raise TypeError(f"TFRecordWriter.write takes a bytes-like object, "
+                            f"not {type(record).__name__}")
+        frame = _frame(record)
+        self._out.file.write(self._z.compress(frame) if self._z else frame)
 
     def flush(self) -> None:
         if self._z:
-            self._fh.write(self._z.flush(zlib.Z_SYNC_FLUSH))
-        self._fh.flush()
+            self._out.file.write(self._z.flush(zlib.Z_SYNC_FLUSH))
+        self._out.file.flush()
 
     def close(self) -> None:
-        if self._fh is None:
+        if self._out.closed:
             return
-        if self._z:
-            self._fh.write(self._z.flush())
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        self._fh = None
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
+        try:
+            if self._z:
+                self._out.file.write(self._z.flush())
+        except BaseException:
+            self._out.discard()
+            raise
+        self._out.commit()
 
     def discard(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-            os.unlink(self._tmp)
+        self._out.discard()
 
     def __enter__(self):
         return self
@@ -322,11 +305,22 @@ class TFRecordWriter:
         else:
             self.discard()
 
-    def __del__(self):
-        try:
-            self.discard()
-        except Exception:
-            pass
+
+def _is_bytes_like(obj) -> bool:
+    try:
+        memoryview(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def _frame(record) -> bytes:
+    data = memoryview(record).cast("B") if not isinstance(record, bytes) else record
+    head = struct.pack("<Q", len(data))
+    return b"".join((head, struct.pack("<I", lib.dbr_crc32c_mask(lib.dbr_crc32c(0, head, 8))),
+                     data,
+                     struct.pack("<I", lib.dbr_crc32c_mask(
+                         lib.dbr_crc32c(0, ffi.from_buffer(data), len(data))))))
 
 
 # ---- yielders -------------------------------------------------------------
@@ -334,6 +328,14 @@ class TFRecordWriter:
 
 def _seed(seed):
     return int(time.time() * 1000) if seed is None else int(seed)
+
+
+def _batch_size(n) -> int:
+    """``next_n``'s count: 0 asks for nothing, a negative count is an error."""
+    n = operator.index(n)
+    if n < 0:
+        raise InvalidArgumentError(f"next_n: the count must be >= 0, not {n}")
+    return n
 
 
 class RecordYielderBasic:
@@ -345,6 +347,8 @@ class RecordYielderBasic:
                          for r in RecordReader(name, compression))
 
     def next_n(self, n: int) -> List[bytes]:
+        if _batch_size(n) == 0:
+            return []
         batch = []
         for r in self._records:
             batch.append(r)
@@ -355,20 +359,30 @@ class RecordYielderBasic:
         return batch
 
     def __iter__(self):
-        return self._records
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._records)
 
 
 class _Plan:
-    """A shuffled order of all records of plain files, from their indexes."""
+    """The order of all records of plain files, from their indexes: shuffled
+    across files, or (``shuffle_records=False``, a shuffle buffer of one
+    record) each file in its own order, the files in a shuffled order."""
 
-    def __init__(self, filenames, seed, epoch):
+    def __init__(self, filenames, seed, epoch, shuffle_records=True):
         self.files = [File.open(n) for n in filenames]
         indexes = [load_index(n) for n in filenames]
         self.handles = [f._h() for f in self.files]
+        if not shuffle_records:
+            files = permutation(len(indexes), seed, epoch)
+            indexes = [indexes[k] for k in files]
+            self.handles = [self.handles[k] for k in files]
         which = np.concatenate([np.full(len(ix), k, np.int64) for k, ix in enumerate(indexes)]) \
             if indexes else np.zeros(0, np.int64)
         pairs = np.concatenate(indexes) if indexes else np.zeros((0, 2), np.uint64)
-        order = permutation(len(pairs), seed, epoch)
+        order = permutation(len(pairs), seed, epoch) if shuffle_records else \
+            np.arange(len(pairs))
         self.which = which[order]
         self.offsets = np.ascontiguousarray(pairs[order, 0])
         self.lengths = np.ascontiguousarray(pairs[order, 1])
@@ -410,8 +424,10 @@ class RecordYielderRandomized:
     """Records of several files in a random order fixed by (seed, epoch).
 
     Plain files are shuffled exactly, across all records of all files,
-    through their indexes (``buffer_size`` is not needed); compressed files
-    through a buffer of ``buffer_size`` records."""
+    through their indexes (any ``buffer_size`` above 1 gives the same);
+    compressed files through a buffer of ``buffer_size`` records.  A
+    ``buffer_size`` of 1 cannot shuffle records, as in DareBlopy 0.0.5:
+    each file is read in order, the files in a random order."""
 
     def __init__(self, filenames: Sequence, buffer_size: int = 1000, seed: int = None,
                  epoch: int = 0, compression=None):
@@ -419,13 +435,15 @@ class RecordYielderRandomized:
         filenames = [os.fspath(n) for n in filenames]
         seed = _seed(seed)
         if compression == Compression.NONE:
-            self._plan = _Plan(filenames, seed, epoch)
+            self._plan = _Plan(filenames, seed, epoch, shuffle_records=int(buffer_size) > 1)
             self._shuffle = None
         else:
             self._plan = None
             self._shuffle = _BufferShuffle(filenames, buffer_size, seed, epoch, compression)
 
     def next_n(self, n: int) -> List[bytes]:
+        if _batch_size(n) == 0:
+            return []
         if self._plan is None:
             batch = self._shuffle.next_n(n)
         else:
@@ -436,6 +454,12 @@ class RecordYielderRandomized:
         if not batch:
             raise StopIteration
         return batch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        return self.next_n(1)[0]
 
 
 def _read_frame(handle, offset):
@@ -469,13 +493,20 @@ class ParsedRecordYielderRandomized:
 
     def next_n(self, n: int) -> list:
         p = self._yielder._plan
-        if p is None:
+        if p is None or _batch_size(n) == 0:
             return self.parser.parse_example(self._yielder.next_n(n))
         s = p.take(n)
         if s.stop <= s.start:
             raise StopIteration
         handles = [p.handles[w] for w in p.which[s].tolist()]
         return self.parser._parse_at(handles, p.offsets[s], p.lengths[s], alloc=self._alloc)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list:
+        """One record, parsed: one array per feature, shaped like it."""
+        return [a[0] for a in self.next_n(1)]
 
 
 class TFRecordsDatasetIterator:

@@ -13,7 +13,8 @@ from typing import Iterator, List, Optional, Sequence, Union
 import numpy as np
 
 from ._buffers import as_uint8_out, cells, encode_path, new_bytes, resolve_shape
-from ._errors import InvalidArgumentError, NotFoundError, check, error_from_code
+from ._batch import Outcomes, check_errors_mode
+from ._errors import DbrError, InvalidArgumentError, NotFoundError, check, error_from_code
 from ._ffi import ffi, lib
 from ._files import File, FileSystem, PathLike
 
@@ -116,12 +117,11 @@ class Archive:
         return self._zip
 
     def close(self) -> None:
-        """Drops this handle; files opened from the archive stay readable."""
-        if self._zip is not None:
-            if self._vfs is not None:
-                self._vfs.close()
-            ffi.release(self._zip)
-            self._zip = None
+        """Drops this object's hold on the archive (see dareblopy._files on
+        lifetimes): reads running in other threads finish first, files and
+        mounts made from the archive stay readable, later calls raise."""
+        self._zip = None
+        self._vfs = None
 
     @property
     def closed(self) -> bool:
@@ -202,12 +202,16 @@ class Archive:
         return self.infolist()[self._index(name)]
 
     def _slot(self, name: PathLike):
-        """(index, size) of the entry called name."""
+        """(index, size) of the entry called name, or of the entry a ZipInfo
+        of this archive describes (as zipfile takes one: it tells apart
+        entries that share a name)."""
         try:
             return self._slots[name]
         except (KeyError, TypeError):  # TypeError: an unhashable name
             pass
         h = self._h()
+        if isinstance(name, ZipInfo):
+            return name.index, _entry_size(h, name.index)
         idx = cells.size
         rc = _find(h, encode_path(name), idx)
         if rc < 0:
@@ -224,11 +228,12 @@ class Archive:
 
     def _dirs(self) -> FileSystem:
         with self._lock:
-            if self._vfs is None:
+            fs = self._vfs
+            if fs is None:
                 fs = FileSystem()
                 fs.mount_archive(self)
                 self._vfs = fs
-            return self._vfs
+            return fs
 
     def exists(self, name: PathLike) -> bool:
         """True for an entry, or a directory that holds entries."""
@@ -292,27 +297,66 @@ class Archive:
         check(_read(h, index, as_uint8_out(out, size, what), size, cells.size))
         return out
 
-    def read_many(self, names: Sequence[PathLike], threads: int = 0) -> List[bytes]:
+    def read_many(self, names: Sequence[PathLike], threads: int = 0,
+                  errors: str = "raise") -> List[Union[bytes, Exception]]:
         """Reads many entries in one C call on ``threads`` threads (0 = one
-        per CPU); raises for the first entry that fails."""
+        per CPU).  errors="raise" raises for the first entry that fails;
+        errors="return" puts each failed entry's exception (from libdbr's
+        per-item outcome: nothing is read twice) in its place."""
+        check_errors_mode(errors)
+        slots, missing = [], {}
+        for k, name in enumerate(names):
+            try:
+                slots.append(self._slot(name))
+            except DbrError as exc:
+                if errors == "raise":
+                    raise
+                missing[k] = exc
+                slots.append((0, 0))  # read nothing; replaced below
+        objs = self._read_slots(slots, threads, errors)
+        for k, exc in missing.items():
+            objs[k] = exc
+        return objs
+
+    def read_entries(self, indices: Sequence[int], threads: int = 0,
+                     errors: str = "raise") -> List[Union[bytes, Exception]]:
+        """Like :meth:`read_many`, by central-directory index (as
+        ``infolist()`` numbers the entries; duplicates of a name too)."""
+        check_errors_mode(errors)
         h = self._h()
-        count = len(names)
-        slots = [self._slot(n) for n in names]
-        indices = [i for i, _ in slots]
+        return self._read_slots([(i, _entry_size(h, i)) for i in indices], threads, errors)
+
+    def _read_slots(self, slots, threads, errors):
+        """(index, size) pairs read in one C call; each failure from the
+        item's own outcome when errors="return"."""
+        h = self._h()
+        count = len(slots)
         sizes = [s for _, s in slots]
         objs = [new_bytes(s) for s in sizes]
         bufs = [ffi.from_buffer(o) for o in objs]
-        statuses = ffi.new("int[]", max(count, 1))
-        check(lib.dbr_zip_read_many(h, ffi.new("size_t[]", indices), count,
-                                    ffi.new("void *[]", bufs), ffi.new("size_t[]", sizes),
-                                    ffi.new("size_t[]", max(count, 1)), statuses, threads))
+        outcomes = Outcomes(count) if errors == "return" else None
+        rc = lib.dbr_zip_read_many_ex(
+            h, ffi.new("size_t[]", [i for i, _ in slots]), count, ffi.new("void *[]", bufs),
+            ffi.new("size_t[]", sizes), ffi.new("size_t[]", max(count, 1)), threads,
+            *(outcomes.args if outcomes else (ffi.NULL, ffi.NULL, 0)))
+        if rc < 0 and outcomes is None:
+            raise error_from_code(rc)
+        if rc < 0:
+            for k, exc in outcomes.errors().items():
+                objs[k] = exc
         return objs
 
-    def open(self, name: PathLike) -> File:
-        """The entry as a :class:`dareblopy.File` (seekable, pread-able)."""
+    def open(self, name: PathLike) -> Optional[File]:
+        """The entry as a :class:`dareblopy.File` (seekable, pread-able);
+        None when there is no such entry, as in DareBlopy 0.0.5
+        (``open_as_bytes`` and ``read`` raise NotFoundError instead)."""
+        try:
+            index = self._index(name)
+        except NotFoundError:
+            return None
         out = ffi.new("dbr_file **")
-        check(lib.dbr_zip_open_entry(self._h(), self._index(name), out))
-        return File(out[0], owner=self)
+        check(lib.dbr_zip_open_entry(self._h(), index, out))
+        return File(out[0])
 
     def read_jpg_as_numpy(self, name: PathLike, *args, **kwargs) -> np.ndarray:
         """Decodes a JPEG entry to an HxWxC uint8 array (see

@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Sequence
 import torch  # noqa: F401  (registers torch.distributed for rank detection)
 from torch.utils import data as _data
 
-from ._dataset import IndexedSamples, ShardedDataset, ShardReader
+from ._dataset import IndexedSamples, ShardedDataset
+from ._shards import ShardReader
 
 __all__ = ["ShardedIterableDataset", "DataLoader", "ShardMapDataset"]
 
@@ -75,9 +76,9 @@ class ShardedIterableDataset(_EpochState, _data.IterableDataset):
         # Never advances the dataset's position itself: in worker processes
         # that would change a copy.  DataLoader (below) keeps the count.
         info = _data.get_worker_info()
-        worker, count = (0, 1) if info is None else (info.id, info.num_workers)
+        partition, count = (0, 1) if info is None else (info.id, info.num_workers)
         ds = self.dataset
-        return ds.iter_partition(ds.epoch, ds.position, worker, count)
+        return ds.iter_partition(ds.epoch, ds.position, partition, count)
 
 
 

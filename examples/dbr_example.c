@@ -140,7 +140,10 @@ int main(int argc, char **argv)
     }
     printf("libdbr %s (header %d, library %d)\n", dbr_version_string(), DBR_VERSION_NUMBER,
            dbr_version_number());
-    if (dbr_version_number() != DBR_VERSION_NUMBER)
+    /* A library serves this header if it has the same major version and is
+     * at least as new: libdbr only appends to its ABI within a major. */
+    if (dbr_version_number() / 10000 != DBR_VERSION_MAJOR ||
+        dbr_version_number() < DBR_VERSION_NUMBER)
         return 1;
     return list_and_decode(argv[1], argv[2]) || parse_tfrecord(argv[3], argv[4]);
 }

@@ -17,11 +17,33 @@
  *    needed in *out_len.  Memory that libdbr allocates for you is released
  *    with dbr_free().  libdbr never frees caller memory.
  *  - Every *_close / *_free accepts NULL.
+ *  - Lifetimes: archives (zip, tar), VFSs, files and TFRecord readers are
+ *    reference-counted (atomically).  The opener holds one reference;
+ *    dbr_*_retain takes another; *_close / *_free drops one, and the object
+ *    is freed when the last goes.  Objects built on others hold references to what
+ *    they use: a file opened from an archive (directly or through a VFS
+ *    mount) holds the archive, a VFS mount holds its archive, a TFRecord
+ *    reader holds its file.  So closing early is always safe for the
+ *    objects that remain.  A pointer whose reference the caller has
+ *    dropped must not be passed again: a binding that lets one thread
+ *    close what another thread is using must make every call hold a
+ *    reference of its own for the call's duration (dareblopy holds it in
+ *    the Python object the call uses, see dareblopy/_files.py).
+ *  - Batches: every batch call reports each item's outcome in one shape,
+ *    its trailing parameters (int *statuses, char *messages, size_t
+ *    message_cap): statuses[i] is item i's status and messages +
+ *    i * message_cap its NUL-terminated message ("" on success, cut to
+ *    message_cap bytes); each array may be NULL.  The call returns DBR_OK
+ *    if every item succeeded, else the status of the lowest-numbered
+ *    failed item, with its detail as dbr_last_error().
  *  - Threads: each object states how it may be shared.  libdbr never calls
  *    back into a language runtime, so bindings may drop their global locks
  *    around any call.
- *  - ABI: symbols are versioned (DBR_1.0 node); values of enums and layouts
- *    of public structs are never changed, only appended to.
+ *  - ABI: symbols are versioned (DBR_1.0 node, DBR_1.1 for what was added
+ *    since); values of enums and layouts of public structs are never
+ *    changed, only appended to.  A library is compatible with this header
+ *    when its dbr_version_number() has the same major and is at least
+ *    DBR_VERSION_NUMBER.
  *
  * The block between DBR_CDEF_BEGIN and DBR_CDEF_END is also read verbatim by
  * the Python binding (dareblopy/_ffi.py), so keep it to plain declarations
@@ -50,13 +72,15 @@ extern "C" {
 /* ---- Versions --------------------------------------------------------- */
 
 #define DBR_VERSION_MAJOR 0
-#define DBR_VERSION_MINOR 1
+#define DBR_VERSION_MINOR 2
 #define DBR_VERSION_PATCH 0
-/* MAJOR * 10000 + MINOR * 100 + PATCH, as a literal so bindings can read it. */
-#define DBR_VERSION_NUMBER 100
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as a literal so bindings can read it.
+ * These equal the project version in meson.build (meson setup checks it). */
+#define DBR_VERSION_NUMBER 200
 
-/* The version of the library actually loaded; compare with
- * DBR_VERSION_NUMBER to detect a header/library mismatch. */
+/* The version of the library actually loaded.  It serves this header if it
+ * has the same major (number / 10000) and is at least DBR_VERSION_NUMBER:
+ * within a major version the ABI is only appended to. */
 DBR_API int dbr_version_number(void);
 DBR_API const char *dbr_version_string(void);
 
@@ -108,9 +132,19 @@ typedef enum dbr_whence {
 } dbr_whence;
 
 /* Opens an OS path (absolute or relative to the working directory) for
- * reading.  *out receives a handle to close with dbr_file_close. */
+ * reading.  *out receives a handle to close with dbr_file_close.  A file
+ * that reports a size of 0 but has content (/proc/self/status and other
+ * procfs files) is read to its end at open (up to 64 MiB, else
+ * DBR_E_LIMIT) and served from memory, so its size is what it holds. */
 DBR_API int dbr_file_open(const char *path, dbr_file **out);
+
+/* Drops a reference (the opener's, or one taken by dbr_file_retain); the
+ * file closes when the last one goes. */
 DBR_API void dbr_file_close(dbr_file *file);
+
+/* Takes one more reference to the file (DBR_1.1); drop it with
+ * dbr_file_close.  Thread-safe. */
+DBR_API void dbr_file_retain(const dbr_file *file);
 
 /* Size in bytes. */
 DBR_API uint64_t dbr_file_size(const dbr_file *file);
@@ -163,7 +197,11 @@ DBR_API int dbr_path_normalize(const char *path, char *dst, size_t cap,
 /* An ordered list of mounts (directories now, archives through the same
  * interface); a path is looked up in each mount in order and the first hit
  * wins.  VFS paths are always relative to the mount roots and are
- * normalised by dbr_path_normalize, so no lookup escapes a mount.
+ * normalised by dbr_path_normalize, so no lookup escapes a mount: in a
+ * directory mount, a symlink that leads out of the mount (an absolute
+ * target, or ".." above the root) is refused with DBR_E_PERMISSION unless
+ * the mount was made with follow_symlinks; symlinks that stay inside
+ * work.
  *
  * Threads: lookups (open, exists, stat, list) may run concurrently from any
  * number of threads.  Mount changes take an internal write lock, so they are
@@ -179,10 +217,35 @@ typedef struct dbr_stat {
 } dbr_stat;
 
 DBR_API int dbr_vfs_create(dbr_vfs **out);
+
+/* Drops a reference (the creator's, or one taken by dbr_vfs_retain); the
+ * VFS and its mounts go when the last one does.  Files opened from it stay
+ * readable. */
 DBR_API void dbr_vfs_free(dbr_vfs *vfs);
 
-/* Appends an OS directory as a mount (searched after earlier mounts). */
+/* Takes one more reference to the VFS (DBR_1.1); drop it with
+ * dbr_vfs_free.  Thread-safe. */
+DBR_API void dbr_vfs_retain(const dbr_vfs *vfs);
+
+/* Appends an OS directory as a mount (searched after earlier mounts), with
+ * the default options (dbr_vfs_mount_dir_ex with NULL). */
 DBR_API int dbr_vfs_mount_dir(dbr_vfs *vfs, const char *dir);
+
+/* Options of a directory mount.  All zero (or a NULL pointer) means the
+ * defaults; leave the reserved fields zero. */
+typedef struct dbr_mount_options {
+    /* 0 (default): a path whose resolution leaves the mount through a
+     * symlink is refused (openat2 with RESOLVE_BENEATH where the kernel has
+     * it, Linux 5.6+; elsewhere a walk of O_NOFOLLOW opens, one component
+     * at a time).  1: symlinks are followed wherever they lead. */
+    int follow_symlinks;
+    int reserved_int[3];
+    uint64_t reserved[4];
+} dbr_mount_options;
+
+/* Appends an OS directory as a mount with options (DBR_1.1). */
+DBR_API int dbr_vfs_mount_dir_ex(dbr_vfs *vfs, const char *dir,
+                                 const dbr_mount_options *opts);
 
 /* Number of mounts, and removal of the mount at index (0 = first). */
 DBR_API size_t dbr_vfs_mount_count(const dbr_vfs *vfs);
@@ -212,25 +275,38 @@ DBR_API int dbr_vfs_list(const dbr_vfs *vfs, const char *dir, char **out,
 
 /* Opens n paths in one call: OS paths, or VFS paths when vfs is not NULL.
  * For each item, files[i] and sizes[i] receive its handle and size (NULL
- * and 0 if it failed) and statuses[i] its status.  Returns DBR_OK if every
- * item opened, else the status of the first failed item, whose detail
- * dbr_last_error() then gives.  Release the handles with
- * dbr_file_close_many.  Thread-safe (as dbr_file_open / dbr_vfs_open). */
+ * and 0 if it failed); statuses, messages and message_cap report each
+ * item's outcome in the one batch shape (see the conventions at the top).
+ * Release the handles with dbr_file_close_many.  Thread-safe (as
+ * dbr_file_open / dbr_vfs_open).  (DBR_1.1) */
+DBR_API int dbr_file_open_many_ex(const dbr_vfs *vfs, const char *const *paths,
+                                  size_t n, dbr_file **files, uint64_t *sizes,
+                                  int *statuses, char *messages,
+                                  size_t message_cap);
+
+/* dbr_file_open_many_ex without messages (statuses required). */
 DBR_API int dbr_file_open_many(const dbr_vfs *vfs, const char *const *paths,
                                size_t n, dbr_file **files, uint64_t *sizes,
                                int *statuses);
 
 /* Reads files[i] whole into dsts[i] (capacity caps[i]) for every i with
  * a non-NULL file, on up to `threads` threads (0 = one per CPU); out_lens[i]
- * and statuses[i] receive each item's length and status (NULL files are
- * skipped with their status left as it was).  Returns DBR_OK, or the status
- * of the first failed item with its detail in dbr_last_error().  Bindings
- * read a whole batch this way with their global lock released once. */
+ * receives each item's length, and statuses/messages its outcome in the
+ * one batch shape.  NULL files are skipped with their status and message
+ * left as they were, so passing the arrays that dbr_file_open_many_ex
+ * filled keeps the open failures' messages.  Bindings read a whole batch
+ * this way with their global lock released once.  (DBR_1.1) */
+DBR_API int dbr_file_read_many_ex(dbr_file *const *files, size_t n,
+                                  void *const *dsts, const size_t *caps,
+                                  size_t *out_lens, int threads, int *statuses,
+                                  char *messages, size_t message_cap);
+
+/* dbr_file_read_many_ex without messages (statuses required). */
 DBR_API int dbr_file_read_many(dbr_file *const *files, size_t n,
                                void *const *dsts, const size_t *caps,
                                size_t *out_lens, int *statuses, int threads);
 
-/* Closes n handles; NULL entries are skipped. */
+/* Drops n handles' references; NULL entries are skipped. */
 DBR_API void dbr_file_close_many(dbr_file *const *files, size_t n);
 
 /* ---- ZIP archives ------------------------------------------------------- */
@@ -252,7 +328,8 @@ DBR_API void dbr_file_close_many(dbr_file *const *files, size_t n);
  * dbr_zip_close may run concurrently on one handle from any number of
  * threads, with identical results; reads use pread.  A handle stays usable
  * in a forked child.  dbr_zip_close drops the caller's reference; files and
- * VFS mounts made from the archive keep it alive until they are closed. */
+ * VFS mounts made from the archive hold their own, so the archive lives
+ * until the last of them is closed. */
 typedef struct dbr_zip dbr_zip;
 
 /* Compression methods (the ZIP "method" field). */
@@ -333,7 +410,12 @@ DBR_API int dbr_zip_open(const char *path, const dbr_zip_options *opts,
 DBR_API int dbr_zip_open_file(const dbr_file *file, const dbr_zip_options *opts,
                               dbr_zip **out);
 
+/* Drops a reference (the opener's, or one taken by dbr_zip_retain). */
 DBR_API void dbr_zip_close(dbr_zip *zip);
+
+/* Takes one more reference to the archive (DBR_1.1); drop it with
+ * dbr_zip_close.  Thread-safe. */
+DBR_API void dbr_zip_retain(const dbr_zip *zip);
 
 /* The path the archive was opened with. */
 DBR_API const char *dbr_zip_path(const dbr_zip *zip);
@@ -372,9 +454,15 @@ DBR_API int dbr_zip_read(const dbr_zip *zip, size_t index, void *dst,
 
 /* Reads count entries in one call on up to `threads` threads (0 = one per
  * CPU).  For each item i: entry indices[i] into dsts[i] (capacity caps[i]);
- * out_lens[i] and statuses[i] receive that item's length and status.
- * Returns DBR_OK if every item succeeded, else the status of the first
- * failed item in order, whose detail dbr_last_error() then gives. */
+ * out_lens[i] receives its length, and statuses/messages its outcome in
+ * the one batch shape (see the conventions at the top).  (DBR_1.1) */
+DBR_API int dbr_zip_read_many_ex(const dbr_zip *zip, const size_t *indices,
+                                 size_t count, void *const *dsts,
+                                 const size_t *caps, size_t *out_lens,
+                                 int threads, int *statuses, char *messages,
+                                 size_t message_cap);
+
+/* dbr_zip_read_many_ex without messages (statuses required). */
 DBR_API int dbr_zip_read_many(const dbr_zip *zip, const size_t *indices,
                               size_t count, void *const *dsts,
                               const size_t *caps, size_t *out_lens,
@@ -420,6 +508,151 @@ DBR_API int dbr_zip_writer_finish(dbr_zip_writer *writer);
 /* Frees the writer; if it was not finished, deletes the temporary file. */
 DBR_API void dbr_zip_writer_free(dbr_zip_writer *writer);
 
+/* ---- Tar archives ------------------------------------------------------ */
+
+/* (tar.c: reading; tar_vfs.c: VFS mounting) */
+
+/* A tar archive opened for reading, such as a WebDataset shard.  Opening
+ * scans the headers once (one 512-byte header per member, read from a
+ * mapping of the file) into an index of data offsets, sizes and names
+ * (hashed for lookups); dbr_tar_save_index / dbr_tar_open_indexed let a
+ * caller keep that index so later opens skip the scan.  Members are read
+ * straight from the mapping (or with pread) into the caller's buffer.
+ *
+ * Formats: POSIX ustar (with the name prefix), pax extended headers (path,
+ * size and mtime are used), GNU long names and base-256 numbers, V7.  Names
+ * are bytes as stored, built as CPython's tarfile builds them: cut at the
+ * first NUL, the ustar prefix joined with '/', trailing '/' dropped from
+ * directories.  Only regular files and directories are members; links,
+ * devices and FIFOs are skipped; GNU sparse files are DBR_E_UNSUPPORTED.
+ * The index ends at the first zero block (or the end of the file).  If two
+ * members share a name, the later one wins for lookups.
+ *
+ * Untrusted input: a header with a bad checksum, a member whose data runs
+ * past the end of the file, a header cut off by the end of the file, a
+ * malformed pax record, or a member name with a '..' component each give
+ * DBR_E_CORRUPT naming the file, the member and the offset.  Member sizes
+ * are checked against the file before anything is read; pax and long name
+ * records are read only up to max_header_size.
+ *
+ * Threads: a dbr_tar is immutable after open; every function below except
+ * dbr_tar_close may run concurrently on one handle from any number of
+ * threads.  It stays usable in a forked child.  dbr_tar_close drops the
+ * caller's reference; files and VFS mounts made from the archive keep it
+ * alive until they are closed.  With the default mapping, the file must
+ * not be truncated in place while open (replacing it by rename is fine). */
+typedef struct dbr_tar dbr_tar;
+
+/* Defaults of dbr_tar_options. */
+#define DBR_TAR_DEFAULT_MAX_MEMBERS 16777216
+#define DBR_TAR_DEFAULT_MAX_HEADER_SIZE 1048576
+
+/* Options for opening: fill with dbr_tar_options_init, then change
+ * fields; NULL means the defaults.  Leave the reserved fields zero. */
+typedef struct dbr_tar_options {
+    /* 0 (default): map the file and copy members from the page cache;
+     * 1: read every member with pread (a file that shrinks gives
+     * DBR_E_IO instead of SIGBUS). */
+    int use_pread;
+    int reserved0;
+    /* Most members indexed; more is DBR_E_LIMIT.  Default 16 Mi. */
+    uint64_t max_members;
+    /* Largest pax extended header or GNU long name record read (their
+     * declared size decides an allocation); larger is DBR_E_LIMIT.
+     * Default 1 MiB. */
+    uint64_t max_header_size;
+    uint64_t reserved[4];
+} dbr_tar_options;
+
+/* One member.  Fixed layout (8-byte fields first); reserved fields keep it
+ * stable as fields are added. */
+typedef struct dbr_tar_entry {
+    uint64_t size;          /* bytes of data (0 for directories)          */
+    uint64_t offset;        /* file offset of the data                    */
+    uint64_t header_offset; /* file offset of its first header block (a
+                               pax or long name record, if it has one)   */
+    int64_t mtime;          /* Unix seconds                               */
+    const char *name;       /* NUL-terminated; valid while the tar is     */
+    uint64_t name_len;      /* bytes of name, without the NUL             */
+    uint32_t mode;          /* permission bits as stored                  */
+    uint32_t is_dir;        /* 1 for a directory                          */
+    uint64_t reserved[2];
+} dbr_tar_entry;
+
+DBR_API void dbr_tar_options_init(dbr_tar_options *opts);
+
+/* Opens the tar at an OS path and scans its headers. */
+DBR_API int dbr_tar_open(const char *path, const dbr_tar_options *opts,
+                         dbr_tar **out);
+
+/* Opens the tar at path with an index that dbr_tar_save_index produced
+ * (index_len bytes), without scanning.  The index records the file's size
+ * and modification time (ns): if the file changed since, or the index is
+ * damaged or inconsistent with the file, this fails with DBR_E_CORRUPT and
+ * the caller scans again (dbr_tar_open).  index NULL means scan. */
+DBR_API int dbr_tar_open_indexed(const char *path, const dbr_tar_options *opts,
+                                 const void *index, size_t index_len,
+                                 dbr_tar **out);
+
+/* The member index as bytes to keep beside the shard: *out (free with
+ * dbr_free) receives *out_len bytes. */
+DBR_API int dbr_tar_save_index(const dbr_tar *tar, void **out,
+                               size_t *out_len);
+
+/* Drops a reference (the opener's, or one taken by dbr_tar_retain). */
+DBR_API void dbr_tar_close(dbr_tar *tar);
+
+/* Takes one more reference to the tar (DBR_1.1); drop it with
+ * dbr_tar_close.  Thread-safe. */
+DBR_API void dbr_tar_retain(const dbr_tar *tar);
+
+/* The path the tar was opened with. */
+DBR_API const char *dbr_tar_path(const dbr_tar *tar);
+
+/* Number of members (regular files and directories), in archive order. */
+DBR_API size_t dbr_tar_count(const dbr_tar *tar);
+
+/* Fills out[0..count) with members first..first+count-1.  DBR_E_ARG if
+ * the range passes the end. */
+DBR_API int dbr_tar_entries(const dbr_tar *tar, size_t first, size_t count,
+                            dbr_tar_entry *out);
+
+/* All names, each followed by a NUL, in archive order, in memory allocated
+ * by libdbr (release with dbr_free); *out_len is the byte count. */
+DBR_API int dbr_tar_names(const dbr_tar *tar, char **out, size_t *out_len);
+
+/* Index of the member named exactly name.  DBR_E_NOT_FOUND if none. */
+DBR_API int dbr_tar_find(const dbr_tar *tar, const char *name, size_t *index);
+
+/* Size of member index (0 for a bad index). */
+DBR_API uint64_t dbr_tar_entry_size(const dbr_tar *tar, size_t index);
+
+/* Reads member index whole into dst.  cap < size gives DBR_E_TOO_SMALL
+ * with the size in *out_len; a directory gives DBR_E_IS_DIR. */
+DBR_API int dbr_tar_read(const dbr_tar *tar, size_t index, void *dst,
+                         size_t cap, size_t *out_len);
+
+/* Reads n members in one call on up to `threads` threads (0 = one per
+ * CPU): member indices[i] into dsts[i] (capacity caps[i]).  Per item (each
+ * array may be NULL): out_lens[i] its length, statuses[i] its status,
+ * messages + i * message_cap its error text ("" on success).  Returns
+ * DBR_OK if every item succeeded, else the status of the first failed
+ * item, with its message as dbr_last_error(). */
+DBR_API int dbr_tar_read_many(const dbr_tar *tar, const size_t *indices,
+                              size_t n, void *const *dsts, const size_t *caps,
+                              size_t *out_lens, int threads, int *statuses,
+                              char *messages, size_t message_cap);
+
+/* Opens member index as a dbr_file: a window onto the tar file (no copy).
+ * Directories give DBR_E_IS_DIR. */
+DBR_API int dbr_tar_open_entry(const dbr_tar *tar, size_t index,
+                               dbr_file **out);
+
+/* Appends the tar as a VFS mount, like dbr_vfs_mount_zip: names are
+ * normalised like VFS paths, a directory exists if a member names it or
+ * lies below it, and the mount keeps the tar alive. */
+DBR_API int dbr_vfs_mount_tar(dbr_vfs *vfs, dbr_tar *tar);
+
 /* ---- JPEG ------------------------------------------------------------------ */
 
 /* (jpeg.c: header probe, decode, crops; jpeg_batch.c: batches) */
@@ -454,9 +687,27 @@ typedef enum dbr_jpeg_colorspace {
 #define DBR_JPEG_DEFAULT_MAX_PIXELS 134217728
 /* Progressive scans; real files have about 10 (TurboJPEG's limit is 500). */
 #define DBR_JPEG_DEFAULT_MAX_SCANS 500
-/* dbr_jpeg_result.warnings: the data was corrupt or truncated and libjpeg
- * recovered (lenient mode only; strict mode fails instead). */
+/* dbr_jpeg_result.warnings: the data was corrupt and libjpeg recovered
+ * (never set in strict mode, which fails instead). */
 #define DBR_JPEG_WARN_CORRUPT 1
+
+/* What a decode does with damaged data: the values of
+ * dbr_jpeg_options.lenient (the field is named after its first use).
+ * RECOVER (0, the default) accepts exactly what Pillow accepts: data that
+ * libjpeg recovers from with a warning (extraneous bytes before a marker,
+ * a stray FF 00 in the header, corrupt entropy codes) decodes, with
+ * DBR_JPEG_WARN_CORRUPT set; data that ends before the last row
+ * (truncation) is DBR_E_CORRUPT, as in Pillow without LOAD_TRUNCATED_IMAGES.
+ * LENIENT (1) also decodes truncated data, the missing rows gray.
+ * STRICT (2) refuses every warning (TurboJPEG's stop-on-warning).
+ * The decision does not depend on the region or crop: a decode that stops
+ * above damaged data still sees it.  For RECOVER that costs a scan for the
+ * end marker after the last wanted row (an FF search, microseconds); only
+ * scans that do not run into EOI, and every STRICT region, have the rest
+ * of the entropy data decoded (without IDCT) to decide. */
+#define DBR_JPEG_RECOVER 0
+#define DBR_JPEG_LENIENT 1
+#define DBR_JPEG_STRICT 2
 
 /* What the header says, found without decoding. */
 typedef struct dbr_jpeg_info {
@@ -476,12 +727,12 @@ DBR_API int dbr_jpeg_read_header(const void *src, size_t len,
                                  dbr_jpeg_info *out);
 
 /* Decoding options.  All-zero bytes (or a NULL pointer) mean the defaults:
- * RGB, accurate, strict, stored orientation, default limits, full size. */
+ * RGB, accurate, Pillow's acceptance (DBR_JPEG_RECOVER), stored
+ * orientation, default limits, full size. */
 typedef struct dbr_jpeg_options {
     int format;            /* dbr_pixel_format                               */
     int fast;              /* 1: fast integer IDCT, no fancy upsampling       */
-    int lenient;           /* 1: recoverable corruption sets
-                              DBR_JPEG_WARN_CORRUPT instead of failing        */
+    int lenient;           /* DBR_JPEG_RECOVER, _LENIENT or _STRICT (above)   */
     int apply_orientation; /* 1: rotate/flip by the EXIF orientation          */
     uint64_t max_pixels;   /* of the stored image; 0: the default            */
     int max_scans;         /* 0: DBR_JPEG_DEFAULT_MAX_SCANS                  */
@@ -549,7 +800,8 @@ typedef struct dbr_jpeg_crop {
     int flip;                 /* DBR_FLIP_*: horizontal flip                */
     uint64_t seed;
     /* DBR_CROP_RANDOM: area fraction and aspect ratio ranges; 0 means
-     * torchvision's (0.08, 1) and (3/4, 4/3). */
+     * torchvision's (0.08, 1) and (3/4, 4/3).  NaN, infinite or negative
+     * values and decreasing ranges are DBR_E_ARG. */
     double scale_min, scale_max, ratio_min, ratio_max;
     /* DBR_CROP_CENTER: shorter side after resizing; 0 means
      * max(out_w, out_h), i.e. no margin. */
@@ -604,6 +856,22 @@ DBR_API int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n,
                                   dbr_jpeg_result *results, char *messages,
                                   size_t message_cap);
 
+/* The same for archive entries (DBR_1.1): item i is entry indices[i] of
+ * zip.  Each worker reads its entry with dbr_zip_read (CRC checked as the
+ * archive was opened) into a buffer it keeps for its next item, so reading
+ * overlaps decoding and the compressed bytes never leave libdbr.  Failed
+ * items' messages name the archive and the entry; an index past the end
+ * is that item's DBR_E_ARG.  Safe to run concurrently with any other read
+ * of zip. */
+DBR_API int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n,
+                                    const size_t *indices,
+                                    const dbr_jpeg_options *opts,
+                                    const dbr_jpeg_crop *crop,
+                                    uint64_t first_index, void *dst,
+                                    size_t cap, int threads, int *statuses,
+                                    dbr_jpeg_result *results, char *messages,
+                                    size_t message_cap);
+
 /* ---- TFRecord and tf.train.Example ------------------------------------ */
 
 /* (crc32c.c, tfrecord.c, example.c) */
@@ -624,7 +892,8 @@ typedef enum dbr_tfrecord_compression {
 } dbr_tfrecord_compression;
 
 /* A sequential reader of the records of one file (plain, GZIP or ZLIB).
- * The reader borrows the file: keep it open until the reader is closed.
+ * The reader holds a reference to the file, so the caller may close the
+ * file while the reader is in use.
  * max_record_size (0 = 1 GiB) bounds what a compressed record may claim;
  * for plain files the file size bounds it.  Truncation, a bad CRC or an
  * impossible length is DBR_E_CORRUPT with the file and the offset.
@@ -636,7 +905,13 @@ typedef struct dbr_tfrecord_reader dbr_tfrecord_reader;
 DBR_API int dbr_tfrecord_reader_open(const dbr_file *file, int compression,
                                      int verify_crc, uint64_t max_record_size,
                                      dbr_tfrecord_reader **out);
+/* Drops a reference (the opener's or a retained one); the last one frees
+ * the reader and drops its reference to the file. */
 DBR_API void dbr_tfrecord_reader_close(dbr_tfrecord_reader *reader);
+
+/* Takes one more reference to the reader (DBR_1.1); drop it with
+ * dbr_tfrecord_reader_close.  Thread-safe (the reader itself is not). */
+DBR_API void dbr_tfrecord_reader_retain(const dbr_tfrecord_reader *reader);
 
 /* The next record: *data points into the reader's buffer and stays valid
  * until the next call on the reader; *offset (may be NULL) receives the
@@ -723,21 +998,53 @@ typedef struct dbr_feature_out {
 DBR_API void dbr_feature_out_clear(dbr_feature_out *outs, size_t count);
 
 /* Parses n serialized records in one call, on up to `threads` threads
- * (0 = all CPUs; batches with variable features run on one).  An error
- * names the record and the feature. */
+ * (0 = all CPUs; batches with variable features run on one), reporting
+ * each record's outcome in the one batch shape; a message names the
+ * feature.  A failed record takes nothing from the outputs: its direct
+ * slots are zeroed and its counts are 0.  (DBR_1.1) */
+DBR_API int dbr_example_parse_ex(const dbr_example_parser *parser,
+                                 const void *const *records,
+                                 const size_t *lens, size_t n,
+                                 dbr_feature_out *outs, int threads,
+                                 int *statuses, char *messages,
+                                 size_t message_cap);
+
+/* dbr_example_parse_ex without per-record outcomes; the error names the
+ * record and the feature. */
 DBR_API int dbr_example_parse(const dbr_example_parser *parser,
                               const void *const *records, const size_t *lens,
                               size_t n, dbr_feature_out *outs, int threads);
 
 /* Reads n records of plain files by their index entries (record i: files[i],
  * offsets[i], frame_lengths[i]), checks the framing and CRCs, and parses
- * them like dbr_example_parse: one call from disk to arrays. */
+ * them like dbr_example_parse_ex: one call from disk to arrays, each
+ * record's outcome in the one batch shape, its message naming the file and
+ * the offset.  (DBR_1.1) */
+DBR_API int dbr_tfrecord_parse_at_ex(const dbr_example_parser *parser,
+                                     const dbr_file *const *files,
+                                     const uint64_t *offsets,
+                                     const uint64_t *frame_lengths, size_t n,
+                                     int verify_crc, dbr_feature_out *outs,
+                                     int threads, int *statuses, char *messages,
+                                     size_t message_cap);
+
+/* dbr_tfrecord_parse_at_ex without per-record outcomes. */
 DBR_API int dbr_tfrecord_parse_at(const dbr_example_parser *parser,
                                   const dbr_file *const *files,
                                   const uint64_t *offsets,
                                   const uint64_t *frame_lengths, size_t n,
                                   int verify_crc, dbr_feature_out *outs,
                                   int threads);
+
+/* The one seed derivation of libdbr and dareblopy: a new 64-bit seed from
+ * seed and a path of count integers (for example epoch, stream, batch), so
+ * independent streams never share a state by accident.  One step maps
+ * (s, part) to the first SplitMix64 output from state
+ * s * 0x9E3779B97F4A7C15 + part * 0xD1B54A32D192ED03 (mod 2^64); parts
+ * chain left to right; count 0 returns seed.  Random crops seed image i of
+ * a batch with dbr_seed_derive(crop seed, {first_index + i}, 1).  Pure and
+ * thread-safe. */
+DBR_API uint64_t dbr_seed_derive(uint64_t seed, const uint64_t *parts, size_t count);
 
 /* A permutation of 0..n-1 into out[0..n), fixed by (seed, epoch): the
  * shuffle of dareblopy's datasets (SplitMix64 + Fisher-Yates, shuffle.c),

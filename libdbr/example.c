@@ -534,19 +534,65 @@ static int decode_feature(const spec_feature *f, const found *w, size_t index, s
     return DBR_OK;
 }
 
+void dbr__example_drop_record(const dbr_example_parser *p, size_t index, size_t n,
+                              dbr_feature_out *outs)
+{
+    for (size_t i = 0; i < p->count; i++) {
+        size_t bytes;
+        unsigned char *slot = dbr__example_slot(p, i, index, n, outs, &bytes);
+        if (slot)
+            memset(slot, 0, bytes);
+        else if (!is_direct(&p->f[i]))
+            set_count(&outs[i], n, index, 0); /* out of memory: the batch failed anyway */
+    }
+}
+
+/* Takes back what a failed record appended, so the records after it land
+ * where they should, then drops the record. */
+static void undo_record(const dbr_example_parser *p, size_t index, size_t n,
+                        dbr_feature_out *outs, const size_t *values_len,
+                        const size_t *value_count)
+{
+    for (size_t i = 0; i < p->count; i++) {
+        if (!is_direct(&p->f[i])) {
+            outs[i].values_len = values_len[i];
+            outs[i].value_count = value_count[i];
+        }
+    }
+    dbr__example_drop_record(p, index, n, outs);
+}
+
 int dbr__example_parse_one(const dbr_example_parser *p, const void *rec, size_t len,
                            size_t index, size_t n, dbr_feature_out *outs, const dbr__hole *hole)
 {
     found local[16];
-    found *where = p->count <= 16 ? local : calloc(p->count, sizeof *where);
-    if (!where)
-        return dbr__fail(DBR_E_NOMEM, "out of memory parsing an Example");
-    memset(where, 0, p->count * sizeof *where);
-    int rc = scan_record(p, rec, len, where);
-    for (size_t i = 0; rc == DBR_OK && i < p->count; i++)
-        rc = decode_feature(&p->f[i], &where[i], index, n, &outs[i], hole);
-    if (where != local)
+    size_t len_local[16], count_local[16];
+    found *where = local;
+    size_t *values_len = len_local, *value_count = count_local;
+    if (p->count > 16) {
+        where = calloc(p->count, sizeof *where);
+        values_len = calloc(p->count, sizeof *values_len);
+        value_count = calloc(p->count, sizeof *value_count);
+    }
+    int rc = where && values_len && value_count
+                 ? DBR_OK : dbr__fail(DBR_E_NOMEM, "out of memory parsing an Example");
+    if (rc == DBR_OK) {
+        memset(where, 0, p->count * sizeof *where);
+        for (size_t i = 0; i < p->count; i++) {
+            values_len[i] = outs[i].values_len;
+            value_count[i] = outs[i].value_count;
+        }
+        rc = scan_record(p, rec, len, where);
+        for (size_t i = 0; rc == DBR_OK && i < p->count; i++)
+            rc = decode_feature(&p->f[i], &where[i], index, n, &outs[i], hole);
+        if (rc != DBR_OK)
+            undo_record(p, index, n, outs, values_len, value_count);
+    }
+    if (where != local) {
         free(where);
+        free(values_len);
+        free(value_count);
+    }
     return rc;
 }
 
@@ -731,8 +777,7 @@ static void parse_item(void *ctx, size_t i)
 {
     batch *b = ctx;
     int rc = dbr__example_parse_one(b->p, b->records[i], b->lens[i], i, b->n, b->outs, NULL);
-    if (rc != DBR_OK)
-        dbr__batch_fail(&b->status, rc, i);
+    dbr__batch_item(&b->status, i, rc);
 }
 
 int dbr__example_all_direct(const dbr_example_parser *p)
@@ -743,21 +788,29 @@ int dbr__example_all_direct(const dbr_example_parser *p)
     return 1;
 }
 
-int dbr_example_parse(const dbr_example_parser *p, const void *const *records,
-                      const size_t *lens, size_t n, dbr_feature_out *outs, int threads)
+int dbr_example_parse_ex(const dbr_example_parser *p, const void *const *records,
+                         const size_t *lens, size_t n, dbr_feature_out *outs, int threads,
+                         int *statuses, char *messages, size_t message_cap)
 {
     if (!p || (n && (!records || !lens || !outs)))
         return dbr__fail(DBR_E_ARG, "dbr_example_parse: NULL argument");
-    batch b = {p, records, lens, n, outs, DBR__BATCH_STATUS_INIT};
+    batch b = {p, records, lens, n, outs,
+               DBR__BATCH_STATUS_ITEMS(statuses, messages, message_cap)};
     /* Variable outputs append in record order, so only direct specs fan out. */
     if (threads != 1 && n > 1 && dbr__example_all_direct(p)) {
         dbr__parallel_for(n, threads, parse_item, &b);
     } else {
-        for (size_t i = 0; i < n && b.status.rc == DBR_OK; i++)
+        for (size_t i = 0; i < n; i++)
             parse_item(&b, i);
     }
     if (b.status.rc != DBR_OK)
         return dbr__fail(b.status.rc, "record %zu of the batch: %s", b.status.index,
                          b.status.msg);
     return DBR_OK;
+}
+
+int dbr_example_parse(const dbr_example_parser *p, const void *const *records,
+                      const size_t *lens, size_t n, dbr_feature_out *outs, int threads)
+{
+    return dbr_example_parse_ex(p, records, lens, n, outs, threads, NULL, NULL, 0);
 }

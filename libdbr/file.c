@@ -1,5 +1,7 @@
 /* file.c - dbr_file: a byte range of an fd, or bytes in memory, read with
- * pread so that concurrent readers never share a file offset. */
+ * pread so that concurrent readers never share a file offset.  A file is
+ * reference-counted: dbr_file_close drops one reference, and readers built
+ * on a file (TFRecord readers) hold their own. */
 #include "internal.h"
 
 #include <errno.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 struct dbr_file {
+    int refs;          /* atomic: the opener plus every dbr_file_retain      */
     int fd;            /* -1 for memory-backed files                  */
     int owns_fd;
     uint64_t base;     /* offset of byte 0 within fd                  */
@@ -33,6 +36,7 @@ static int file_new(const char *path, dbr_file **out)
         return DBR_E_NOMEM;
     }
     f->fd = -1;
+    f->refs = 1;
     *out = f;
     return DBR_OK;
 }
@@ -78,9 +82,66 @@ int dbr__file_fd(const dbr_file *file, uint64_t *base)
     return file->fd;
 }
 
-int dbr_file_open(const char *path, dbr_file **out)
+/* Files that report a size of 0 but have content (procfs, some sysfs and
+ * FUSE files) are read to their end once, up to this many bytes, and
+ * served from memory: their size is only known after reading. */
+#define SIZELESS_MAX ((size_t)64 << 20)
+
+static int slurp(int fd, const char *path, int64_t mtime, dbr_file **out)
+{
+    size_t len = 0, cap = 4096;
+    unsigned char *mem = malloc(cap);
+    if (!mem)
+        return dbr__fail(DBR_E_NOMEM, "out of memory reading '%s'", path);
+    for (;;) {
+        if (len == cap) {
+            if (cap >= SIZELESS_MAX) {
+                free(mem);
+                return dbr__fail(DBR_E_LIMIT, "'%s' reports no size and holds more than "
+                                 "%zu bytes", path, SIZELESS_MAX);
+            }
+            unsigned char *grown = realloc(mem, cap * 2);
+            if (!grown) {
+                free(mem);
+                return dbr__fail(DBR_E_NOMEM, "out of memory reading '%s'", path);
+            }
+            mem = grown;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, mem + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int err = errno;
+            free(mem);
+            return dbr__fail_errno(err, "cannot read", path);
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    return dbr__file_from_memory(mem, len, path, mtime, out);
+}
+
+int dbr__file_from_open_fd(int fd, const char *path, dbr_file **out)
 {
     struct stat st;
+    int rc;
+    if (fstat(fd, &st) != 0)
+        rc = dbr__fail_errno(errno, "cannot stat", path);
+    else if (S_ISDIR(st.st_mode))
+        rc = dbr__fail(DBR_E_IS_DIR, "cannot open '%s': it is a directory", path);
+    else if (S_ISREG(st.st_mode) && st.st_size == 0)
+        rc = slurp(fd, path, (int64_t)st.st_mtime, out);
+    else if ((rc = dbr__file_from_fd(fd, 1, 0, (uint64_t)st.st_size, path,
+                                     (int64_t)st.st_mtime, out)) == DBR_OK)
+        return DBR_OK; /* the file owns fd now */
+    close(fd);
+    return rc;
+}
+
+int dbr_file_open(const char *path, dbr_file **out)
+{
     int fd;
     if (!path || !out)
         return dbr__fail(DBR_E_ARG, "dbr_file_open: path and out must not be NULL");
@@ -90,25 +151,18 @@ int dbr_file_open(const char *path, dbr_file **out)
     } while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return dbr__fail_errno(errno, "cannot open", path);
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        close(fd);
-        return dbr__fail_errno(err, "cannot stat", path);
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return dbr__fail(DBR_E_IS_DIR, "cannot open '%s': it is a directory", path);
-    }
-    int rc = dbr__file_from_fd(fd, 1, 0, (uint64_t)st.st_size, path,
-                               (int64_t)st.st_mtime, out);
-    if (rc != DBR_OK)
-        close(fd);
-    return rc;
+    return dbr__file_from_open_fd(fd, path, out);
+}
+
+void dbr_file_retain(const dbr_file *file)
+{
+    if (file)
+        __atomic_fetch_add(&((dbr_file *)file)->refs, 1, __ATOMIC_RELAXED);
 }
 
 void dbr_file_close(dbr_file *file)
 {
-    if (!file)
+    if (!file || __atomic_sub_fetch(&file->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     if (file->owns_fd && file->fd >= 0)
         close(file->fd);

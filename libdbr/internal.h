@@ -30,12 +30,22 @@ void dbr__copy_last_error(char *dst, size_t cap);
 /* strdup that is C99 and reports DBR_E_NOMEM through dbr__fail. */
 char *dbr__strdup(const char *s);
 
+/* ---- seeds (shuffle.c) ---- */
+
+/* dbr_seed_derive(state, &part, 1): one step of the one seed derivation. */
+uint64_t dbr__seed_step(uint64_t state, uint64_t part);
+
 /* ---- files (file.c) ---- */
 
 /* A file over the byte range [base, base+size) of fd.  If owns_fd, the fd is
  * closed with the file.  path is copied. */
 int dbr__file_from_fd(int fd, int owns_fd, uint64_t base, uint64_t size,
                       const char *path, int64_t mtime, dbr_file **out);
+
+/* A file over an fd just opened for reading, which it takes (closing it on
+ * failure): directories are DBR_E_IS_DIR, and files that report size 0
+ * (procfs) are read whole into memory.  path is copied. */
+int dbr__file_from_open_fd(int fd, const char *path, dbr_file **out);
 
 /* A file over malloc'd bytes; the file takes ownership of mem (also on
  * failure).  path is copied. */
@@ -74,9 +84,31 @@ typedef struct dbr__mount_ops {
     void (*release)(void *impl);
 } dbr__mount_ops;
 
+/* Tests only: allow (1, the default) or forbid (0) openat2 for confined
+ * directory mounts, so the user-space walk can be tested on any kernel;
+ * returns 1 if the kernel has openat2 (not thread-safe). */
+int dbr__vfs_allow_openat2(int allow);
+
 /* Appends a mount; on success the VFS owns impl and calls ops->release. */
 int dbr__vfs_mount(dbr_vfs *vfs, const dbr__mount_ops *ops, void *impl,
                    int is_dir);
+
+/* An archive seen by a VFS mount (archive_vfs.c): its path for messages,
+ * entry i's name and kind, opening and stat of entry i, and dropping the
+ * mount's reference. */
+typedef struct dbr__archive_ops {
+    const char *(*path)(const void *archive);
+    int (*entry)(const void *archive, size_t i, const char **name, size_t *len, int *is_dir);
+    int (*open)(const void *archive, size_t i, dbr_file **out);
+    int (*stat)(const void *archive, size_t i, uint64_t *size, int64_t *mtime);
+    void (*release)(void *archive);
+} dbr__archive_ops;
+
+/* Mounts an archive of count entries.  The caller has taken a reference
+ * for the mount; it is dropped through ops->release when the mount goes,
+ * or at once if mounting fails. */
+int dbr__vfs_mount_archive(dbr_vfs *vfs, const dbr__archive_ops *ops, void *archive,
+                           size_t count);
 
 /* ---- threads (pool.c) ---- */
 
@@ -89,7 +121,8 @@ void dbr__parallel_for(size_t count, int threads,
 /* Number of online CPUs (at least 1). */
 int dbr__cpu_count(void);
 
-/* The outcome of a batch as its caller reports it: the failure of the
+/* The outcome of a batch as its caller reports it: every item's status
+ * and message in the caller's arrays, and the failure of the
  * lowest-numbered failed item, whichever thread ran it (a worker's
  * dbr_last_error() is its own, so the detail is copied here). */
 typedef struct dbr__batch_status {
@@ -97,13 +130,26 @@ typedef struct dbr__batch_status {
     int rc;         /* DBR_OK, or the status of item `index`                   */
     size_t index;
     char msg[768];
+    /* The caller's per-item arrays, each may be NULL (dbr.h's one shape for
+     * batch outcomes): item i's status at statuses[i], its message at
+     * messages + i * message_cap. */
+    int *statuses;
+    char *messages;
+    size_t message_cap;
 } dbr__batch_status;
 
-#define DBR__BATCH_STATUS_INIT {0, DBR_OK, 0, {0}}
+#define DBR__BATCH_STATUS_INIT {0, DBR_OK, 0, {0}, NULL, NULL, 0}
+#define DBR__BATCH_STATUS_ITEMS(statuses, messages, message_cap) \
+    {0, DBR_OK, 0, {0}, (statuses), (messages), (message_cap)}
 
 /* Records that item index failed with rc; call it on the worker right after
  * the failure, while dbr_last_error() still holds the detail. */
 void dbr__batch_fail(dbr__batch_status *status, int rc, size_t index);
+
+/* Records item index's outcome: its status, its message (this thread's
+ * dbr_last_error() on failure, "" on success) and, on failure,
+ * dbr__batch_fail.  Call it on the worker right after the item. */
+void dbr__batch_item(dbr__batch_status *status, size_t index, int rc);
 
 /* DBR_OK, or the recorded failure re-recorded on the calling thread (with
  * "batch item N: " before the detail when name_index is set). */
@@ -115,11 +161,17 @@ int dbr__batch_result(const dbr__batch_status *status, int name_index);
  * file's byte 0 within it (file.c). */
 int dbr__file_fd(const dbr_file *file, uint64_t *base);
 
-/* Takes one more reference to an archive; dbr_zip_close drops one. */
-void dbr__zip_retain(dbr_zip *zip);
-
-/* Releases one reference (a dbr__file_set_owner release callback). */
+/* Releases one reference to an archive, as dbr_zip_close does (a
+ * dbr__file_set_owner release callback). */
 void dbr__zip_release(void *zip);
+
+/* Raw deflate of a whole buffer into exactly dst_len bytes (inflate.c,
+ * libdeflate).  DBR_E_CORRUPT with *why set when the data is bad or decodes
+ * to another size; dbr__inflate_whole_available() is 0 in builds without
+ * libdeflate, where callers stream with zlib. */
+int dbr__inflate_whole(const void *src, size_t src_len, void *dst, size_t dst_len,
+                       const char **why);
+int dbr__inflate_whole_available(void);
 
 /* CRC-32 of ZIP/gzip (crc32.c), chaining like zlib's crc32: start at 0. */
 uint32_t dbr__crc32(uint32_t crc, const void *data, size_t len);
@@ -134,6 +186,12 @@ uint32_t dbr__crc32_limited(int max_level, uint32_t crc, void *dst, const void *
 
 /* The hash of the name indexes (FNV-1a). */
 uint64_t dbr__hash_bytes(const char *s, size_t n);
+
+/* ---- tar archives (tar.c, tar_vfs.c) ---- */
+
+/* Releases one reference to a tar, as dbr_tar_close does (a
+ * dbr__file_set_owner release callback). */
+void dbr__tar_release(void *tar);
 
 /* ---- TFRecord and Example (crc32c.c, tfrecord.c, example.c) ---- */
 
@@ -174,6 +232,11 @@ int dbr__example_find_uint8(const dbr_example_parser *p, const unsigned char *re
  * cannot take it (the parser then reports why). */
 unsigned char *dbr__example_slot(const dbr_example_parser *p, size_t feature, size_t index,
                                  size_t n, const dbr_feature_out *outs, size_t *bytes);
+/* Marks record index of a batch of n as failed in the outputs: its direct
+ * slots zeroed, its counts 0 (dbr__example_parse_one does it itself; a
+ * record whose frame failed to read needs it too). */
+void dbr__example_drop_record(const dbr_example_parser *p, size_t index, size_t n,
+                              dbr_feature_out *outs);
 /* 1 if every feature writes straight into dst (batches may fan out). */
 int dbr__example_all_direct(const dbr_example_parser *p);
 
@@ -210,6 +273,9 @@ int dbr__jpeg_decode_planned(const void *src, size_t len,
                              const dbr__jpeg_plan_t *plan, void *dst,
                              size_t pitch, dbr__row_sink sink, void *sink_ctx,
                              uint32_t *warnings);
+
+/* DBR_OK, or DBR_E_ARG with the reason, for crop options (jpeg_crop.c). */
+int dbr__jpeg_check_crop(const dbr_jpeg_crop *crop);
 
 /* ceil(side * eighths / 8): libjpeg's size for a scale of eighths/8. */
 uint32_t dbr__jpeg_scaled(uint32_t side, int eighths);

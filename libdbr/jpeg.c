@@ -20,7 +20,11 @@ typedef struct decoder {
     struct jpeg_error_mgr err;
     struct jpeg_progress_mgr progress;
     jmp_buf jmp;
-    int lenient, max_scans, warnings, limit_hit;
+    int policy;    /* DBR_JPEG_RECOVER, _LENIENT or _STRICT */
+    int rows_done; /* every output row exists: running out of data now only
+                      loses the end marker */
+    int truncated; /* refused because the data ended before the last row */
+    int max_scans, warnings, limit_hit;
     char msg[JMSG_LENGTH_MAX];
 } decoder;
 
@@ -31,18 +35,26 @@ static void on_error(j_common_ptr c)
     longjmp(dec->jmp, 1);
 }
 
-/* Level < 0 is a warning: libjpeg met corrupt data and carried on.  Strict
- * mode stops there (as TurboJPEG's stop-on-warning does). */
+/* Level < 0 is a warning: libjpeg met corrupt data and carried on.  The
+ * default policy follows Pillow, which ignores warnings but refuses data
+ * that ends before the last row (libjpeg then reports JWRN_JPEG_EOF and
+ * would invent the missing rows); strict mode stops at any warning (as
+ * TurboJPEG's stop-on-warning does); lenient mode never stops. */
 static void on_message(j_common_ptr c, int level)
 {
     decoder *dec = (decoder *)c;
     if (level >= 0)
         return;
-    if (!dec->warnings)
+    int truncated = c->err->msg_code == JWRN_JPEG_EOF && !dec->rows_done;
+    if (!dec->warnings || (truncated && dec->policy == DBR_JPEG_RECOVER))
         (*c->err->format_message)(c, dec->msg);
     dec->warnings++;
-    if (!dec->lenient)
+    if (dec->policy == DBR_JPEG_STRICT)
         longjmp(dec->jmp, 1);
+    if (truncated && dec->policy == DBR_JPEG_RECOVER) {
+        dec->truncated = 1;
+        longjmp(dec->jmp, 1);
+    }
 }
 
 /* Each progressive scan makes libjpeg revisit every coefficient, so a file
@@ -97,6 +109,9 @@ int dbr__jpeg_plan(const void *src, size_t len, const dbr_jpeg_options *o,
                          (unsigned long long)limit);
     if (o->format < DBR_PIXEL_RGB || o->format > DBR_PIXEL_RGBA)
         return dbr__fail(DBR_E_ARG, "JPEG: unknown pixel format %d", o->format);
+    if (o->lenient < DBR_JPEG_RECOVER || o->lenient > DBR_JPEG_STRICT)
+        return dbr__fail(DBR_E_ARG, "JPEG: unknown damage policy %d (lenient must be "
+                         "DBR_JPEG_RECOVER, _LENIENT or _STRICT)", o->lenient);
     pl->channels = channels_of(o->format);
     int num = o->scale_num, den = o->scale_denom;
     if (num == 0 && den == 0)
@@ -202,6 +217,62 @@ static unsigned char *row_target(const dbr__jpeg_plan_t *pl, uint32_t r,
     return dst + y * pitch + x * bpp;
 }
 
+/* 1 if the entropy-coded data after what the decoder has consumed runs
+ * into an EOI marker (restart markers and stuffed FF 00 are part of the
+ * data).  A decode of the remaining rows could then never run out of data:
+ * the bit reader and the restart resync both stop at EOI and never read
+ * past it.  A scan for FF bytes costs a few microseconds. */
+static int reaches_eoi(const struct jpeg_decompress_struct *d)
+{
+    int m = d->unread_marker; /* a marker the bit reader already stopped at */
+    if (m == JPEG_EOI)
+        return 1;
+    if (m != 0 && (m < 0xD0 || m > 0xD7))
+        return 0;
+    const unsigned char *p = d->src->next_input_byte;
+    const unsigned char *end = p + d->src->bytes_in_buffer;
+    while ((p = memchr(p, 0xFF, (size_t)(end - p))) != NULL) {
+        while (p < end && *p == 0xFF)
+            p++;
+        if (p == end)
+            return 0;
+        unsigned c = *p++;
+        if (c == JPEG_EOI)
+            return 1;
+        if (c != 0 && (c < 0xD0 || c > 0xD7))
+            return 0;
+    }
+    return 0;
+}
+
+/* Ends a decode whose wanted rows are all written.  Acceptance must not
+ * depend on the region: a crop that stops above the damage is refused
+ * exactly when a whole decode would be.  Multi-scan images have read all
+ * their input already; a single scan that runs into EOI cannot be
+ * truncated; otherwise (or in strict mode, which must see every warning)
+ * the remaining rows are entropy-decoded without IDCT and the end read.
+ * Lenient mode accepts anything, so it reads no further. */
+static void finish(decoder *dec)
+{
+    struct jpeg_decompress_struct *d = &dec->d;
+    if (d->output_scanline < d->output_height && dec->policy != DBR_JPEG_LENIENT &&
+        !jpeg_input_complete(d) && !(dec->policy == DBR_JPEG_RECOVER && reaches_eoi(d))) {
+        JDIMENSION left = d->output_height - d->output_scanline;
+        /* Skipping to the very bottom reads nothing (libjpeg-turbo just
+         * marks the input done), so the last row is decoded for real. */
+        if (left > 1)
+            jpeg_skip_scanlines(d, left - 1);
+        JSAMPARRAY row = (*d->mem->alloc_sarray)(
+            (j_common_ptr)d, JPOOL_IMAGE, d->output_width * (JDIMENSION)d->output_components, 1);
+        if (d->output_scanline + 1 == d->output_height)
+            jpeg_read_scanlines(d, row, 1);
+    }
+    if (d->output_scanline == d->output_height) {
+        dec->rows_done = 1;
+        jpeg_finish_decompress(d);
+    }
+}
+
 /* The libjpeg part; dec lives in the caller so nothing that longjmp
  * crosses is a local of this function. */
 static int run(decoder *dec, const unsigned char *src, size_t len,
@@ -216,9 +287,11 @@ static int run(decoder *dec, const unsigned char *src, size_t len,
         int code = error_code(dec);
         size_t at = d->src ? len - d->src->bytes_in_buffer : 0;
         jpeg_destroy_decompress(d);
-        return dbr__fail(code, "JPEG (%zu bytes) near byte %zu: %s%s", len, at, dec->msg,
-                         dec->warnings && !dec->lenient
-                             ? " (strict mode; lenient decoding would recover)" : "");
+        const char *why = dec->truncated ? " before the last row (truncated; lenient "
+                                           "decoding would fill the missing rows)"
+                          : dec->warnings && dec->policy == DBR_JPEG_STRICT
+                              ? " (strict mode refuses every warning)" : "";
+        return dbr__fail(code, "JPEG (%zu bytes) near byte %zu: %s%s", len, at, dec->msg, why);
     }
     jpeg_create_decompress(d);
     jpeg_mem_src(d, src, (unsigned long)len);
@@ -317,10 +390,7 @@ static int run(decoder *dec, const unsigned char *src, size_t len,
             store_row(first, pl->roi_w, to, step, cmyk, o->format, pl->channels);
         }
     }
-    /* Finishing reads to the end of the image, so strict mode also checks
-     * the tail; a region that stops early leaves the rest unread. */
-    if (d->output_scanline == d->output_height)
-        jpeg_finish_decompress(d);
+    finish(dec);
     jpeg_destroy_decompress(d);
     return DBR_OK;
 }
@@ -363,7 +433,9 @@ int dbr__jpeg_decode_planned(const void *src, size_t len, const dbr_jpeg_options
                              dbr__row_sink sink, void *sink_ctx, uint32_t *warnings)
 {
     decoder dec;
-    dec.lenient = o->lenient;
+    dec.policy = o->lenient;
+    dec.rows_done = 0;
+    dec.truncated = 0;
     dec.max_scans = o->max_scans > 0 ? o->max_scans : DBR_JPEG_DEFAULT_MAX_SCANS;
     dec.warnings = 0;
     dec.limit_hit = 0;

@@ -1,17 +1,35 @@
 /* jpeg_batch.c - decodes many JPEGs into one n x h x w x c array on a few
- * threads, from memory buffers or from files (OS paths or a VFS, so also
- * archive entries).  One call per batch: a binding releases its global
- * lock once, and every item's outcome lands in per-index arrays. */
+ * threads, from memory buffers, from files (OS paths or a VFS) or from
+ * the entries of an archive.  One call per batch: a binding releases its
+ * global lock once, and every item's outcome lands in per-index arrays. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Read buffers that outlive an item, so a worker reading archive entries
+ * reuses one allocation instead of paying malloc and page faults per
+ * image.  At most one buffer per running worker is ever out. */
+typedef struct scratch {
+    void *data;
+    size_t cap;
+} scratch;
+
+typedef struct scratch_pool {
+    int lock; /* spin lock: held for a pointer swap */
+    size_t count;
+    scratch items[256]; /* dbr__parallel_for runs at most 256 workers */
+} scratch_pool;
 
 typedef struct batch {
     const void *const *srcs;
     const size_t *lens;
     const dbr_vfs *vfs;
     const char *const *paths; /* non-NULL: items are files */
+    const dbr_zip *zip;
+    const size_t *indices;    /* non-NULL: items are entries of zip */
+    scratch_pool *pool;
     const dbr_jpeg_options *opts;
     const dbr_jpeg_crop *crop;
     uint64_t first_index;
@@ -24,10 +42,33 @@ typedef struct batch {
     dbr__batch_status status;
 } batch;
 
+static scratch take(scratch_pool *pool)
+{
+    scratch s = {NULL, 0};
+    while (__atomic_exchange_n(&pool->lock, 1, __ATOMIC_ACQUIRE))
+        ;
+    if (pool->count)
+        s = pool->items[--pool->count];
+    __atomic_store_n(&pool->lock, 0, __ATOMIC_RELEASE);
+    return s;
+}
+
+static void give_back(scratch_pool *pool, scratch s)
+{
+    while (__atomic_exchange_n(&pool->lock, 1, __ATOMIC_ACQUIRE))
+        ;
+    if (pool->count < sizeof pool->items / sizeof pool->items[0]) {
+        pool->items[pool->count++] = s;
+        s.data = NULL;
+    }
+    __atomic_store_n(&pool->lock, 0, __ATOMIC_RELEASE);
+    free(s.data);
+}
+
 /* Reads a file into memory unless it already is in memory (a decompressed
  * archive entry); *owned is what to free afterwards. */
-static int load(const batch *b, size_t i, dbr_file **file, const void **data, size_t *len,
-                void **owned)
+static int load_file(const batch *b, size_t i, dbr_file **file, const void **data,
+                     size_t *len, void **owned)
 {
     int rc = b->vfs ? dbr_vfs_open(b->vfs, b->paths[i], file)
                     : dbr_file_open(b->paths[i], file);
@@ -49,6 +90,53 @@ static int load(const batch *b, size_t i, dbr_file **file, const void **data, si
     return dbr_file_read_all(*file, *owned, *len, &got);
 }
 
+/* Reads (and CRC-checks) an archive entry into the worker's buffer. */
+static int load_entry(const batch *b, size_t i, scratch *s, size_t *len)
+{
+    size_t index = b->indices[i];
+    if (index >= dbr_zip_count(b->zip))
+        return dbr__fail(DBR_E_ARG, "'%s' has %zu entries, there is no entry %zu",
+                         dbr_zip_path(b->zip), dbr_zip_count(b->zip), index);
+    uint64_t size = dbr_zip_entry_size(b->zip, index);
+    if (size > SIZE_MAX)
+        return dbr__fail(DBR_E_LIMIT, "entry %zu of '%s' is too large to decode", index,
+                         dbr_zip_path(b->zip));
+    if (s->cap < size || !s->data) {
+        size_t cap = size > s->cap * 2 ? (size_t)size : s->cap * 2;
+        void *grown = malloc(cap ? cap : 1);
+        if (!grown)
+            return dbr__fail(DBR_E_NOMEM, "out of memory reading entry %zu of '%s' (%zu "
+                             "bytes)", index, dbr_zip_path(b->zip), (size_t)size);
+        free(s->data);
+        s->data = grown;
+        s->cap = cap;
+    }
+    return dbr_zip_read(b->zip, index, s->data, s->cap, len);
+}
+
+/* Puts the item's name (path, or archive:entry) before a failure's detail
+ * unless the detail already names it. */
+static void name_failure(const batch *b, size_t i, int rc)
+{
+    char name[512], detail[512];
+    const char *own; /* what the detail would contain if it names the item */
+    dbr_zip_entry e;
+    if (b->paths) {
+        own = b->paths[i];
+        snprintf(name, sizeof name, "%s", own);
+    } else if (b->zip && b->indices[i] < dbr_zip_count(b->zip) &&
+               dbr_zip_entries(b->zip, b->indices[i], 1, &e) == DBR_OK) {
+        own = e.name;
+        snprintf(name, sizeof name, "%s:%s", dbr_zip_path(b->zip), own);
+    } else {
+        return; /* bytes carry no name; a bad index is named by its detail */
+    }
+    if (strstr(dbr_last_error(), own))
+        return;
+    dbr__copy_last_error(detail, sizeof detail);
+    dbr__fail(rc, "'%s': %s", name, detail);
+}
+
 static void decode_one(void *ctx, size_t i)
 {
     batch *b = ctx;
@@ -57,11 +145,16 @@ static void decode_one(void *ctx, size_t i)
     memset(&res, 0, sizeof res);
     dbr_file *file = NULL;
     void *owned = NULL;
-    const void *data;
-    size_t len;
+    scratch s = {NULL, 0};
+    const void *data = NULL;
+    size_t len = 0;
     int rc;
     if (b->paths) {
-        rc = load(b, i, &file, &data, &len, &owned);
+        rc = load_file(b, i, &file, &data, &len, &owned);
+    } else if (b->zip) {
+        s = take(b->pool);
+        rc = load_entry(b, i, &s, &len);
+        data = s.data;
     } else {
         data = b->srcs[i];
         len = b->lens[i];
@@ -70,27 +163,17 @@ static void decode_one(void *ctx, size_t i)
     if (rc == DBR_OK)
         rc = dbr_jpeg_decode_crop(data, len, b->opts, b->crop, b->first_index + i, slot, 0,
                                   b->item_bytes, &res);
-    if (rc != DBR_OK && b->paths && !strstr(dbr_last_error(), b->paths[i])) {
-        char detail[512];
-        dbr__copy_last_error(detail, sizeof detail);
-        dbr__fail(rc, "'%s': %s", b->paths[i], detail);
-    }
+    if (rc != DBR_OK)
+        name_failure(b, i, rc);
     free(owned);
     dbr_file_close(file);
-    if (rc != DBR_OK) {
+    if (b->zip)
+        give_back(b->pool, s);
+    if (rc != DBR_OK)
         memset(slot, 0, b->item_bytes);
-        dbr__batch_fail(&b->status, rc, i);
-    }
-    if (b->statuses)
-        b->statuses[i] = rc;
     if (b->results)
         b->results[i] = res;
-    if (b->messages && b->message_cap) {
-        if (rc != DBR_OK)
-            dbr__copy_last_error(b->messages + i * b->message_cap, b->message_cap);
-        else
-            b->messages[i * b->message_cap] = '\0';
-    }
+    dbr__batch_item(&b->status, i, rc);
 }
 
 static int run_batch(batch *b, size_t n, void *dst, size_t cap, int threads)
@@ -98,6 +181,9 @@ static int run_batch(batch *b, size_t n, void *dst, size_t cap, int threads)
     const dbr_jpeg_crop *c = b->crop;
     if (!c || (n && !dst))
         return dbr__fail(DBR_E_ARG, "JPEG batch: crop and dst must not be NULL");
+    int rc = dbr__jpeg_check_crop(c); /* the whole call's mistake, not an item's */
+    if (rc != DBR_OK)
+        return rc;
     if (b->opts && (b->opts->roi_w || b->opts->scale_num || b->opts->scale_denom))
         return dbr__fail(DBR_E_ARG, "JPEG batch: scale and region come from the crop; "
                          "leave them unset in the options");
@@ -111,7 +197,8 @@ static int run_batch(batch *b, size_t n, void *dst, size_t cap, int threads)
         return dbr__fail(DBR_E_TOO_SMALL, "JPEG batch: %zu items of %ux%ux%zu need %zu "
                          "bytes, got %zu", n, c->out_h, c->out_w, ch, n * b->item_bytes, cap);
     b->dst = dst;
-    b->status = (dbr__batch_status)DBR__BATCH_STATUS_INIT;
+    b->status = (dbr__batch_status)DBR__BATCH_STATUS_ITEMS(b->statuses, b->messages,
+                                                           b->message_cap);
     dbr__parallel_for(n, threads, decode_one, b);
     return dbr__batch_result(&b->status, 1);
 }
@@ -145,4 +232,26 @@ int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n, const char *const *paths
                .first_index = first_index, .statuses = statuses, .results = results,
                .messages = messages, .message_cap = message_cap};
     return run_batch(&b, n, dst, cap, threads);
+}
+
+int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n, const size_t *indices,
+                            const dbr_jpeg_options *opts, const dbr_jpeg_crop *crop,
+                            uint64_t first_index, void *dst, size_t cap, int threads,
+                            int *statuses, dbr_jpeg_result *results, char *messages,
+                            size_t message_cap)
+{
+    if (!zip || (n && !indices))
+        return dbr__fail(DBR_E_ARG, "dbr_jpeg_decode_entries: zip and indices must not be "
+                         "NULL");
+    scratch_pool *pool = calloc(1, sizeof *pool);
+    if (!pool)
+        return dbr__fail(DBR_E_NOMEM, "dbr_jpeg_decode_entries: out of memory");
+    batch b = {.zip = zip, .indices = indices, .pool = pool, .opts = opts, .crop = crop,
+               .first_index = first_index, .statuses = statuses, .results = results,
+               .messages = messages, .message_cap = message_cap};
+    int rc = run_batch(&b, n, dst, cap, threads);
+    for (size_t i = 0; i < pool->count; i++)
+        free(pool->items[i].data);
+    free(pool);
+    return rc;
 }

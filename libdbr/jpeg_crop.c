@@ -4,8 +4,8 @@
  *
  * The random box follows torchvision's RandomResizedCrop (area fraction
  * and log-uniform aspect ratio, 10 attempts, then a centre crop clamped to
- * the ratio range), drawn from splitmix64 seeded by (seed, index): the
- * same crop on every machine, thread count and batch split. */
+ * the ratio range), drawn from splitmix64 seeded by dbr_seed_derive(seed,
+ * {index}): the same crop on every machine, thread count and batch split. */
 #include "internal.h"
 
 #include <math.h>
@@ -74,7 +74,7 @@ static void random_box(const dbr_jpeg_crop *c, rng *r, uint32_t W, uint32_t H, d
     box[3] = h;
 }
 
-static int check_crop(const dbr_jpeg_crop *c)
+int dbr__jpeg_check_crop(const dbr_jpeg_crop *c)
 {
     if (!c)
         return dbr__fail(DBR_E_ARG, "JPEG crop: crop options must not be NULL");
@@ -87,6 +87,11 @@ static int check_crop(const dbr_jpeg_crop *c)
         return dbr__fail(DBR_E_ARG, "JPEG crop: unknown interpolation %d", c->interp);
     if (c->flip < DBR_FLIP_NONE || c->flip > DBR_FLIP_RANDOM)
         return dbr__fail(DBR_E_ARG, "JPEG crop: unknown flip %d", c->flip);
+    if (!isfinite(c->scale_min) || !isfinite(c->scale_max) || !isfinite(c->ratio_min) ||
+        !isfinite(c->ratio_max))
+        return dbr__fail(DBR_E_ARG, "JPEG crop: scale (%g, %g) and ratio (%g, %g) must be "
+                         "finite numbers", c->scale_min, c->scale_max, c->ratio_min,
+                         c->ratio_max);
     if (c->scale_min < 0 || c->scale_max < 0 || c->ratio_min < 0 || c->ratio_max < 0 ||
         (c->scale_max > 0 && c->scale_min > c->scale_max) ||
         (c->ratio_max > 0 && c->ratio_min > c->ratio_max))
@@ -101,7 +106,7 @@ static int check_crop(const dbr_jpeg_crop *c)
 static int choose(const dbr_jpeg_crop *c, uint64_t index, uint32_t W, uint32_t H,
                   double box[4], int *flip)
 {
-    rng r = {mix64(c->seed ^ mix64(index + 0x632BE59BD9B4E019ULL))};
+    rng r = {dbr__seed_step(c->seed, index)}; /* = dbr_seed_derive(seed, {index}, 1) */
     box[0] = box[1] = 0;
     box[2] = W;
     box[3] = H;
@@ -132,7 +137,7 @@ static int choose(const dbr_jpeg_crop *c, uint64_t index, uint32_t W, uint32_t H
 int dbr_jpeg_crop_box(const dbr_jpeg_crop *crop, uint32_t width, uint32_t height,
                       uint64_t index, double *box, int *flip)
 {
-    int rc = check_crop(crop);
+    int rc = dbr__jpeg_check_crop(crop);
     if (rc != DBR_OK)
         return rc;
     if (!box || !flip || width == 0 || height == 0)
@@ -163,7 +168,7 @@ int dbr_jpeg_decode_crop(const void *src, size_t len, const dbr_jpeg_options *op
     static const dbr_jpeg_options defaults;
     if (!src || !out)
         return dbr__fail(DBR_E_ARG, "dbr_jpeg_decode_crop: src and out must not be NULL");
-    int rc = check_crop(crop);
+    int rc = dbr__jpeg_check_crop(crop);
     if (rc != DBR_OK)
         return rc;
     dbr_jpeg_options o = opts ? *opts : defaults;

@@ -72,8 +72,8 @@ int dbr_jpeg_read_header(const void *src, size_t len, dbr_jpeg_info *out)
     size_t at = 2;
     for (;;) {
         /* A marker is FF, any number of FF fill bytes, then its code.  Stray
-         * bytes before it are skipped, as libjpeg does (with a warning that
-         * fails a strict decode). */
+         * bytes before it, a stuffed FF 00 among them, are skipped, as
+         * libjpeg does (with a warning that fails a strict decode). */
         while (at < len && p[at] != 0xFF)
             at++;
         while (at < len && p[at] == 0xFF)
@@ -82,9 +82,9 @@ int dbr_jpeg_read_header(const void *src, size_t len, dbr_jpeg_info *out)
             return dbr__fail(DBR_E_CORRUPT, "JPEG header: data ends before the first "
                              "scan (%zu bytes)", len);
         unsigned m = p[at++];
-        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7))
-            continue; /* TEM, RSTn: no payload */
-        if (m == 0xD8 || m == 0xD9 || m == 0x00)
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD7))
+            continue; /* stuffed zero; TEM, RSTn: no payload */
+        if (m == 0xD8 || m == 0xD9)
             return dbr__fail(DBR_E_CORRUPT, "JPEG header: unexpected marker FF %02X at "
                              "byte %zu", m, at - 1);
         if (at + 2 > len)

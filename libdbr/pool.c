@@ -3,8 +3,8 @@
  * Threads are started per batch rather than kept in a global pool: a batch
  * (tens of JPEGs, hundreds of records) costs milliseconds, thread start-up
  * tens of microseconds, and no global state means nothing to repair in a
- * forked child (DataLoader workers fork).  dbr__batch_status carries the
- * first failure of a batch back to its caller. */
+ * forked child (DataLoader workers fork).  dbr__batch_status carries each
+ * item's outcome, and the first failure of a batch, back to its caller. */
 #include "internal.h"
 
 #include <pthread.h>
@@ -68,6 +68,21 @@ void dbr__batch_fail(dbr__batch_status *status, int rc, size_t index)
         dbr__copy_last_error(status->msg, sizeof status->msg);
     }
     __atomic_store_n(&status->lock, 0, __ATOMIC_RELEASE);
+}
+
+void dbr__batch_item(dbr__batch_status *status, size_t index, int rc)
+{
+    if (status->statuses)
+        status->statuses[index] = rc;
+    if (status->messages && status->message_cap) {
+        char *msg = status->messages + index * status->message_cap;
+        if (rc != DBR_OK)
+            dbr__copy_last_error(msg, status->message_cap);
+        else
+            msg[0] = '\0';
+    }
+    if (rc != DBR_OK)
+        dbr__batch_fail(status, rc, index);
 }
 
 int dbr__batch_result(const dbr__batch_status *status, int name_index)

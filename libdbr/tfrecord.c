@@ -25,7 +25,8 @@
 #define MAX_SCRATCH 64            /* most threads reading one batch at once */
 
 struct dbr_tfrecord_reader {
-    const dbr_file *file;
+    int refs;           /* atomic: the opener plus every retain               */
+    dbr_file *file;     /* a reference of the reader's own                    */
     int compression, verify;
     uint64_t max_record;
     uint64_t raw_pos; /* next byte of the file to read                    */
@@ -90,7 +91,7 @@ int dbr_tfrecord_reader_open(const dbr_file *file, int compression, int verify_c
     dbr_tfrecord_reader *r = calloc(1, sizeof *r);
     if (!r)
         return dbr__fail(DBR_E_NOMEM, "out of memory opening TFRecord '%s'", dbr_file_path(file));
-    r->file = file;
+    r->refs = 1;
     r->compression = compression;
     r->verify = verify_crc;
     r->max_record = max_record_size ? max_record_size : DEFAULT_MAX_RECORD;
@@ -104,16 +105,25 @@ int dbr_tfrecord_reader_open(const dbr_file *file, int compression, int verify_c
         }
         r->z_ready = 1;
     }
+    dbr_file_retain(file);
+    r->file = (dbr_file *)file;
     *out = r;
     return DBR_OK;
 }
 
+void dbr_tfrecord_reader_retain(const dbr_tfrecord_reader *r)
+{
+    if (r)
+        __atomic_fetch_add(&((dbr_tfrecord_reader *)r)->refs, 1, __ATOMIC_RELAXED);
+}
+
 void dbr_tfrecord_reader_close(dbr_tfrecord_reader *r)
 {
-    if (!r)
+    if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     if (r->z_ready)
         inflateEnd(&r->zs);
+    dbr_file_close(r->file);
     free(r->in);
     free(r->buf);
     free(r);
@@ -567,6 +577,8 @@ static void read_parse_item(void *ctx, size_t i)
     unsigned char *buf = sc->data;
     if (rc == DBR_OK && !read_split(b, i, buf, &hole, &rc))
         rc = dbr__tfrecord_frame_at(file, b->offsets[i], frame, buf, b->verify);
+    if (rc != DBR_OK)
+        dbr__example_drop_record(b->p, i, b->n, b->outs);
     if (rc == DBR_OK &&
         (rc = dbr__example_parse_one(b->p, buf + HEADER, (size_t)frame - HEADER - FOOTER, i,
                                      b->n, b->outs, hole.start ? &hole : NULL)) != DBR_OK) {
@@ -576,13 +588,13 @@ static void read_parse_item(void *ctx, size_t i)
                        (unsigned long long)b->offsets[i], detail);
     }
     __atomic_store_n(&sc->busy, 0, __ATOMIC_RELEASE);
-    if (rc != DBR_OK)
-        dbr__batch_fail(&b->status, rc, i);
+    dbr__batch_item(&b->status, i, rc);
 }
 
-int dbr_tfrecord_parse_at(const dbr_example_parser *parser, const dbr_file *const *files,
-                          const uint64_t *offsets, const uint64_t *frame_lengths, size_t n,
-                          int verify_crc, dbr_feature_out *outs, int threads)
+int dbr_tfrecord_parse_at_ex(const dbr_example_parser *parser, const dbr_file *const *files,
+                             const uint64_t *offsets, const uint64_t *frame_lengths, size_t n,
+                             int verify_crc, dbr_feature_out *outs, int threads,
+                             int *statuses, char *messages, size_t message_cap)
 {
     if (!parser || (n && (!files || !offsets || !frame_lengths || !outs)))
         return dbr__fail(DBR_E_ARG, "dbr_tfrecord_parse_at: NULL argument");
@@ -590,7 +602,8 @@ int dbr_tfrecord_parse_at(const dbr_example_parser *parser, const dbr_file *cons
         if (!files[i])
             return dbr__fail(DBR_E_ARG, "dbr_tfrecord_parse_at: file %zu is NULL", i);
     parse_batch batch = {parser, files, offsets, frame_lengths, n, verify_crc, outs,
-                         DBR__BATCH_STATUS_INIT, {{NULL, 0, 0}}}, *b = &batch;
+                         DBR__BATCH_STATUS_ITEMS(statuses, messages, message_cap),
+                         {{NULL, 0, 0}}}, *b = &batch;
     if (threads <= 0)
         threads = dbr__cpu_count();
     if (threads > MAX_SCRATCH)
@@ -598,10 +611,18 @@ int dbr_tfrecord_parse_at(const dbr_example_parser *parser, const dbr_file *cons
     if (threads != 1 && n > 1 && dbr__example_all_direct(parser)) {
         dbr__parallel_for(n, threads, read_parse_item, b);
     } else {
-        for (size_t i = 0; i < n && b->status.rc == DBR_OK; i++)
+        for (size_t i = 0; i < n; i++)
             read_parse_item(b, i);
     }
     for (size_t k = 0; k < MAX_SCRATCH; k++)
         free(b->bufs[k].data);
     return dbr__batch_result(&b->status, 0);
+}
+
+int dbr_tfrecord_parse_at(const dbr_example_parser *parser, const dbr_file *const *files,
+                          const uint64_t *offsets, const uint64_t *frame_lengths, size_t n,
+                          int verify_crc, dbr_feature_out *outs, int threads)
+{
+    return dbr_tfrecord_parse_at_ex(parser, files, offsets, frame_lengths, n, verify_crc, outs,
+                                    threads, NULL, NULL, 0);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 typedef struct mount {
@@ -20,6 +21,7 @@ typedef struct mount {
 } mount;
 
 struct dbr_vfs {
+    int refs;              /* atomic: the creator plus every dbr_vfs_retain */
     pthread_rwlock_t lock; /* readers: lookups; writer: mount changes */
     mount *mounts;
     size_t count, cap;
@@ -58,7 +60,8 @@ void dbr__names_clear(dbr__names *names)
 /* ---- directory mounts ---- */
 
 typedef struct dir_mount {
-    int fd;      /* the root, opened once; lookups use openat relative to it */
+    int fd;      /* the root, opened once; lookups go relative to it          */
+    int follow;  /* 1: symlinks may lead anywhere (dbr_mount_options)         */
     char *root;  /* for messages and dbr_file_path */
 } dir_mount;
 
@@ -81,35 +84,196 @@ static char *dir_join(const dir_mount *d, const char *path)
 
 static const char *dir_rel(const char *path) { return *path ? path : "."; }
 
+/* Confinement.  A confined mount opens paths with openat2(RESOLVE_BENEATH)
+ * where the kernel has it (Linux 5.6+): the kernel refuses, with EXDEV,
+ * any symlink or ".." that would leave the root.  Elsewhere the walk below
+ * does the same in user space, one O_NOFOLLOW component at a time. */
+#if defined(__linux__) && !defined(SYS_openat2)
+#define SYS_openat2 437 /* the same number on every architecture */
+#endif
+
+#ifdef SYS_openat2
+struct open_how_v0 { uint64_t flags, mode, resolve; }; /* linux/openat2.h */
+#define RESOLVE_NO_MAGICLINKS_ 0x02
+#define RESOLVE_BENEATH_ 0x08
+
+static int openat2_beneath(int dirfd, const char *path, int flags)
+{
+    struct open_how_v0 how = {(uint64_t)flags, 0, RESOLVE_BENEATH_ | RESOLVE_NO_MAGICLINKS_};
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+static int kernel_openat2;      /* probed once                        */
+static int openat2_allowed = 1; /* tests turn it off to test the walk */
+static pthread_once_t openat2_once = PTHREAD_ONCE_INIT;
+
+/* Seccomp filters may answer ENOSYS or EPERM for a syscall they do not
+ * know, so a real call decides, once. */
+static void probe_openat2(void)
+{
+    int fd = openat2_beneath(AT_FDCWD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    kernel_openat2 = fd >= 0;
+    if (fd >= 0)
+        close(fd);
+}
+
+static int use_openat2(void)
+{
+    pthread_once(&openat2_once, probe_openat2);
+    return kernel_openat2 && openat2_allowed;
+}
+
+int dbr__vfs_allow_openat2(int allow)
+{
+    pthread_once(&openat2_once, probe_openat2);
+    openat2_allowed = allow;
+    return kernel_openat2;
+}
+#else
+static int use_openat2(void) { return 0; }
+int dbr__vfs_allow_openat2(int allow) { (void)allow; return 0; }
+#endif
+
+#ifndef O_PATH
+#define O_PATH O_RDONLY
+#endif
+enum { MAX_LINK_HOPS = 40 }; /* as the kernel's ELOOP limit */
+
+/* The user-space walk: every component is checked with
+ * AT_SYMLINK_NOFOLLOW and opened with O_NOFOLLOW; a symlink's target is
+ * spliced into the path, which is normalised again (a ".." above the root
+ * or an absolute target gives EXDEV) and walked from the root again.
+ * Returns an fd, or -1 with errno set. */
+static int walk_beneath(const dir_mount *d, const char *path, int flags)
+{
+    size_t len = strlen(path);
+    char *buf = malloc(len + 1);
+    if (!buf)
+        return errno = ENOMEM, -1;
+    memcpy(buf, path, len + 1);
+    int fd = -1, err = 0, hops = 0, cur = d->fd;
+    char *comp = buf;
+    while (!err && fd < 0) {
+        if (!*buf) {
+            fd = openat(d->fd, ".", flags);
+            err = fd < 0 ? errno : 0;
+            break;
+        }
+        char *slash = strchr(comp, '/');
+        if (slash)
+            *slash = '\0';
+        struct stat st;
+        if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            err = errno;
+        } else if (S_ISLNK(st.st_mode)) {
+            char target[4096];
+            ssize_t n = readlinkat(cur, comp, target, sizeof target - 1);
+            if (n < 0) {
+                err = errno;
+                break;
+            }
+            target[n] = '\0';
+            if (target[0] == '/' || ++hops > MAX_LINK_HOPS) {
+                err = target[0] == '/' ? EXDEV : ELOOP;
+                break;
+            }
+            /* prefix (up to comp) + target + "/" + rest, normalised */
+            const char *rest = slash ? slash + 1 : "";
+            size_t pre = (size_t)(comp - buf), tl = (size_t)n, rl = strlen(rest);
+            char *joined = malloc(pre + tl + rl + 2);
+            size_t out_len;
+            if (!joined) {
+                err = ENOMEM;
+                break;
+            }
+            memcpy(joined, buf, pre);
+            memcpy(joined + pre, target, tl);
+            joined[pre + tl] = '/';
+            memcpy(joined + pre + tl + 1, rest, rl + 1);
+            int rc = dbr_path_normalize(joined, joined, pre + tl + rl + 2, &out_len);
+            free(buf);
+            buf = joined;
+            if (rc != DBR_OK) {
+                err = EXDEV; /* climbs above the root */
+                break;
+            }
+            if (cur != d->fd)
+                close(cur);
+            cur = d->fd;
+            comp = buf;
+        } else if (!slash) {
+            fd = openat(cur, comp, flags | O_NOFOLLOW);
+            err = fd < 0 ? errno : 0;
+        } else if (!S_ISDIR(st.st_mode)) {
+            err = ENOTDIR;
+        } else {
+            int next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (next < 0) {
+                err = errno;
+                break;
+            }
+            if (cur != d->fd)
+                close(cur);
+            cur = next;
+            *slash = '/';
+            comp = slash + 1;
+        }
+    }
+    if (cur != d->fd)
+        close(cur);
+    free(buf);
+    if (fd < 0)
+        errno = err;
+    return fd;
+}
+
+/* Opens a normalised path of the mount with flags (O_CLOEXEC is added);
+ * -1 with errno set on failure, EXDEV when it would leave the mount. */
+static int dir_openat(const dir_mount *d, const char *path, int flags)
+{
+    int fd;
+    flags |= O_CLOEXEC;
+    do {
+        if (d->follow)
+            fd = openat(d->fd, dir_rel(path), flags);
+#ifdef SYS_openat2
+        else if (use_openat2())
+            fd = openat2_beneath(d->fd, dir_rel(path), flags);
+#endif
+        else
+            fd = walk_beneath(d, path, flags);
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    return fd;
+}
+
+/* The status for a failed lookup of path: DBR_E_NOT_FOUND without a
+ * message (the VFS tries the next mount), else a recorded failure. */
+static int dir_error(const dir_mount *d, int err, const char *what, const char *path)
+{
+    if (err == ENOENT || err == ENOTDIR)
+        return DBR_E_NOT_FOUND;
+    char *full = dir_join(d, path);
+    int rc = err == EXDEV
+                 ? dbr__fail(DBR_E_PERMISSION, "cannot %s '%s': a symlink on the way leads out "
+                             "of the directory mount '%s' (mount it with follow_symlinks to "
+                             "allow that)", what, path, d->root)
+                 : dbr__fail_errno(err, what, full ? full : path);
+    free(full);
+    return rc;
+}
+
 static int dir_open(void *impl, const char *path, dbr_file **out)
 {
     dir_mount *d = impl;
-    int fd;
-    do {
-        fd = openat(d->fd, dir_rel(path), O_RDONLY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
+    int fd = dir_openat(d, path, O_RDONLY);
     if (fd < 0)
-        return (errno == ENOENT || errno == ENOTDIR) ? DBR_E_NOT_FOUND
-               : dbr__fail_errno(errno, "cannot open", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        close(fd);
-        return dbr__fail_errno(err, "cannot stat", path);
-    }
+        return dir_error(d, errno, "open", path);
     char *full = dir_join(d, path);
     if (!full) {
         close(fd);
         return DBR_E_NOMEM;
     }
-    int rc;
-    if (S_ISDIR(st.st_mode))
-        rc = dbr__fail(DBR_E_IS_DIR, "cannot open '%s': it is a directory", full);
-    else
-        rc = dbr__file_from_fd(fd, 1, 0, (uint64_t)st.st_size, full,
-                               (int64_t)st.st_mtime, out);
-    if (rc != DBR_OK)
-        close(fd);
+    int rc = dbr__file_from_open_fd(fd, full, out);
     free(full);
     return rc;
 }
@@ -118,9 +282,20 @@ static int dir_stat(void *impl, const char *path, dbr_stat *out)
 {
     dir_mount *d = impl;
     struct stat st;
-    if (fstatat(d->fd, dir_rel(path), &st, 0) != 0)
-        return (errno == ENOENT || errno == ENOTDIR) ? DBR_E_NOT_FOUND
-               : dbr__fail_errno(errno, "cannot stat", path);
+    int ok;
+    if (d->follow) {
+        ok = fstatat(d->fd, dir_rel(path), &st, 0) == 0;
+    } else {
+        int fd = dir_openat(d, path, O_PATH);
+        ok = fd >= 0 && fstat(fd, &st) == 0;
+        if (fd >= 0) {
+            int err = errno;
+            close(fd);
+            errno = err;
+        }
+    }
+    if (!ok)
+        return dir_error(d, errno, "stat", path);
     out->is_dir = S_ISDIR(st.st_mode) ? 1 : 0;
     out->size = out->is_dir ? 0 : (uint64_t)st.st_size;
     out->mtime = (int64_t)st.st_mtime;
@@ -130,10 +305,9 @@ static int dir_stat(void *impl, const char *path, dbr_stat *out)
 static int dir_list(void *impl, const char *dir, dbr__names *names)
 {
     dir_mount *d = impl;
-    int fd = openat(d->fd, dir_rel(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = dir_openat(d, dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
-        return (errno == ENOENT || errno == ENOTDIR) ? DBR_E_NOT_FOUND
-               : dbr__fail_errno(errno, "cannot list", dir);
+        return dir_error(d, errno, "list", dir);
     DIR *dp = fdopendir(fd);
     if (!dp) {
         int err = errno;
@@ -145,10 +319,25 @@ static int dir_list(void *impl, const char *dir, dbr__names *names)
     while (rc == DBR_OK && (e = readdir(dp)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        int is_dir = e->d_type == DT_DIR;
-        if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
-            struct stat st;
+        int is_dir = e->d_type == DT_DIR, is_link = e->d_type == DT_LNK;
+        struct stat st;
+        if (e->d_type == DT_UNKNOWN &&
+            fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            is_dir = S_ISDIR(st.st_mode);
+            is_link = S_ISLNK(st.st_mode);
+        }
+        if (is_link && d->follow) {
             is_dir = fstatat(dirfd(dp), e->d_name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+        } else if (is_link) {
+            /* A link is a directory only if it leads to one inside the
+             * mount, as a lookup through it would. */
+            char *sub = malloc(strlen(dir) + strlen(e->d_name) + 2);
+            dbr_stat ds;
+            if (sub) {
+                sprintf(sub, "%s%s%s", dir, *dir ? "/" : "", e->d_name);
+                is_dir = dir_stat(d, sub, &ds) == DBR_OK && ds.is_dir;
+                free(sub);
+            }
         }
         size_t n = strlen(e->d_name);
         char name[sizeof e->d_name + 1];
@@ -184,13 +373,20 @@ int dbr_vfs_create(dbr_vfs **out)
         free(vfs);
         return dbr__fail(DBR_E_NOMEM, "cannot create the VFS lock");
     }
+    vfs->refs = 1;
     *out = vfs;
     return DBR_OK;
 }
 
+void dbr_vfs_retain(const dbr_vfs *vfs)
+{
+    if (vfs)
+        __atomic_fetch_add(&((dbr_vfs *)vfs)->refs, 1, __ATOMIC_RELAXED);
+}
+
 void dbr_vfs_free(dbr_vfs *vfs)
 {
-    if (!vfs)
+    if (!vfs || __atomic_sub_fetch(&vfs->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     for (size_t i = 0; i < vfs->count; i++)
         vfs->mounts[i].ops->release(vfs->mounts[i].impl);
@@ -221,6 +417,11 @@ int dbr__vfs_mount(dbr_vfs *vfs, const dbr__mount_ops *ops, void *impl, int is_d
 
 int dbr_vfs_mount_dir(dbr_vfs *vfs, const char *dir)
 {
+    return dbr_vfs_mount_dir_ex(vfs, dir, NULL);
+}
+
+int dbr_vfs_mount_dir_ex(dbr_vfs *vfs, const char *dir, const dbr_mount_options *opts)
+{
     if (!vfs || !dir)
         return dbr__fail(DBR_E_ARG, "dbr_vfs_mount_dir: NULL argument");
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -238,6 +439,7 @@ int dbr_vfs_mount_dir(dbr_vfs *vfs, const char *dir)
     while (n > 1 && root[n - 1] == '/')
         root[--n] = '\0';
     d->fd = fd;
+    d->follow = opts && opts->follow_symlinks;
     d->root = root;
     int rc = dbr__vfs_mount(vfs, &dir_ops, d, 1);
     if (rc != DBR_OK)

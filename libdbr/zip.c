@@ -283,8 +283,10 @@ static int by_hdr(const void *a, const void *b)
 }
 
 /* Gives every entry the offset where the next one (or the directory)
- * starts, and refuses entries that overlap: two records sharing one local
- * header, or a header plus data running into the next header. */
+ * starts.  An entry whose header and data would run into that offset (two
+ * records sharing one local header, or sizes that overlap the next entry)
+ * fails when it is read (data_offset), naming the entry and the offsets;
+ * the archive's other entries stay readable, as with zipfile. */
 static int set_limits(dbr_zip *z, uint64_t dir_start)
 {
     size_t n = z->count;
@@ -300,20 +302,12 @@ static int set_limits(dbr_zip *z, uint64_t dir_start)
             order[i] = &z->entries[i];
         qsort(order, n, sizeof *order, by_hdr);
     }
-    int rc = DBR_OK;
-    for (size_t i = 0; i < n && rc == DBR_OK; i++) {
+    for (size_t i = 0; i < n; i++) {
         zentry *e = order ? order[i] : &z->entries[i];
         e->limit = i + 1 < n ? (order ? order[i + 1] : &z->entries[i + 1])->hdr : dir_start;
-        uint64_t room = e->limit - e->hdr; /* hdr <= limit: sorted, and < dir_start */
-        if (room < LFH_SIZE + (uint64_t)e->name_len || room - LFH_SIZE - e->name_len < e->csize)
-            rc = dbr__fail(DBR_E_CORRUPT, "archive '%s' entry '%s': its %llu bytes at "
-                           "offset %llu overlap the next entry or the central directory "
-                           "at %llu", z->path, entry_name(z, e),
-                           (unsigned long long)e->csize, (unsigned long long)e->hdr,
-                           (unsigned long long)e->limit);
     }
     free(order);
-    return rc;
+    return DBR_OK;
 }
 
 static int parse_directory(dbr_zip *z, const cd_loc *loc)
@@ -535,7 +529,11 @@ int dbr_zip_open_file(const dbr_file *file, const dbr_zip_options *opts, dbr_zip
     return zip_finish_open(z, opts, out);
 }
 
-void dbr__zip_retain(dbr_zip *zip) { __atomic_fetch_add(&zip->refs, 1, __ATOMIC_RELAXED); }
+void dbr_zip_retain(const dbr_zip *zip)
+{
+    if (zip)
+        __atomic_fetch_add(&((dbr_zip *)zip)->refs, 1, __ATOMIC_RELAXED);
+}
 
 void dbr__zip_release(void *zip)
 {
@@ -702,10 +700,36 @@ static int data_offset(const dbr_zip *z, zentry *e, uint64_t *out)
     return DBR_OK;
 }
 
-/* Inflates straight into dst.  From a mapping, the whole input goes in at
- * once, and with Z_FINISH and room for the whole output zlib decodes in one
- * call and never allocates or fills its 32 KiB window. */
-static int inflate_entry(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
+/* Entries up to this many compressed bytes are decoded whole when read with
+ * pread (a mapping is decoded where it lies, at any size): reading them
+ * whole costs at most this much memory per thread. */
+#define INFLATE_WHOLE_MAX ((uint64_t)64 << 20)
+
+/* Decodes the entry in one libdeflate call (inflate.c). */
+static int inflate_entry_whole(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
+{
+    const char *name = entry_name(z, e);
+    unsigned char *in = z->bytes ? (unsigned char *)(z->bytes + data)
+                                 : malloc(e->csize ? (size_t)e->csize : 1);
+    if (!in)
+        return dbr__fail(DBR_E_NOMEM, "out of memory inflating '%s'", name);
+    int rc = z->bytes ? DBR_OK : read_at(z, in, (size_t)e->csize, data, "deflate data");
+    const char *why = "";
+    if (rc == DBR_OK && dbr__inflate_whole(in, (size_t)e->csize, dst, (size_t)e->usize,
+                                           &why) != DBR_OK)
+        rc = dbr__fail(DBR_E_CORRUPT, "archive '%s' entry '%s': %s (%llu bytes declared)",
+                       z->path, name, why, (unsigned long long)e->usize);
+    if (!z->bytes)
+        free(in);
+    return rc;
+}
+
+/* Inflates straight into dst with zlib's streaming inflate: for builds
+ * without libdeflate, and for entries too large to hold whole.  From a
+ * mapping, the whole input goes in at once, and with Z_FINISH and room for
+ * the whole output zlib decodes in one call and never allocates or fills
+ * its 32 KiB window. */
+static int inflate_entry_stream(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
 {
     const char *name = entry_name(z, e);
     size_t chunk = z->bytes ? 0x40000000u
@@ -766,6 +790,15 @@ static int inflate_entry(const dbr_zip *z, const zentry *e, uint64_t data, void 
     inflateEnd(&s);
     free(in);
     return rc;
+}
+
+/* Decodes a deflate entry into dst, whole where it can. */
+static int inflate_entry(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
+{
+    if (dbr__inflate_whole_available() && (z->bytes || e->csize <= INFLATE_WHOLE_MAX) &&
+        e->csize <= SIZE_MAX)
+        return inflate_entry_whole(z, e, data, dst);
+    return inflate_entry_stream(z, e, data, dst);
 }
 
 static int lz4_entry(const dbr_zip *z, const zentry *e, uint64_t data, void *dst)
@@ -869,7 +902,6 @@ typedef struct read_batch {
     void *const *dsts;
     const size_t *caps;
     size_t *out_lens;
-    int *statuses;
     dbr__batch_status status;
 } read_batch;
 
@@ -877,20 +909,29 @@ static void read_one(void *ctx, size_t i)
 {
     read_batch *b = ctx;
     int rc = dbr_zip_read(b->zip, b->indices[i], b->dsts[i], b->caps[i], &b->out_lens[i]);
-    b->statuses[i] = rc;
-    if (rc != DBR_OK)
-        dbr__batch_fail(&b->status, rc, i);
+    dbr__batch_item(&b->status, i, rc);
+}
+
+int dbr_zip_read_many_ex(const dbr_zip *zip, const size_t *indices, size_t count,
+                         void *const *dsts, const size_t *caps, size_t *out_lens,
+                         int threads, int *statuses, char *messages, size_t message_cap)
+{
+    if (!zip || (count && (!indices || !dsts || !caps || !out_lens)))
+        return dbr__fail(DBR_E_ARG, "dbr_zip_read_many: NULL argument");
+    read_batch b = {zip, indices, dsts, caps, out_lens,
+                    DBR__BATCH_STATUS_ITEMS(statuses, messages, message_cap)};
+    dbr__parallel_for(count, threads, read_one, &b);
+    return dbr__batch_result(&b.status, 0);
 }
 
 int dbr_zip_read_many(const dbr_zip *zip, const size_t *indices, size_t count,
                       void *const *dsts, const size_t *caps, size_t *out_lens,
                       int *statuses, int threads)
 {
-    if (!zip || (count && (!indices || !dsts || !caps || !out_lens || !statuses)))
+    if (count && !statuses)
         return dbr__fail(DBR_E_ARG, "dbr_zip_read_many: NULL argument");
-    read_batch b = {zip, indices, dsts, caps, out_lens, statuses, DBR__BATCH_STATUS_INIT};
-    dbr__parallel_for(count, threads, read_one, &b);
-    return dbr__batch_result(&b.status, 0);
+    return dbr_zip_read_many_ex(zip, indices, count, dsts, caps, out_lens, threads, statuses,
+                                NULL, 0);
 }
 
 int dbr_zip_open_entry(const dbr_zip *zip, size_t index, dbr_file **out)
@@ -914,7 +955,7 @@ int dbr_zip_open_entry(const dbr_zip *zip, size_t index, dbr_file **out)
         if (rc == DBR_OK)
             rc = dbr__file_from_fd(zip->fd, 0, zip->base + data, e->usize, name, mtime, out);
         if (rc == DBR_OK) {
-            dbr__zip_retain((dbr_zip *)zip);
+            dbr_zip_retain(zip);
             dbr__file_set_owner(*out, (void *)zip, dbr__zip_release);
         }
         return rc;

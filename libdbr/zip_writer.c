@@ -6,12 +6,13 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lz4.h>
 #include <lz4hc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -62,6 +63,28 @@ static int emit(dbr_zip_writer *w, const void *data, size_t n)
     return DBR_OK;
 }
 
+/* Creates path + ".tmpXXXXXX" (the X's made unique) beside the target, so
+ * the final rename stays on one file system.  open(O_EXCL, 0666) rather
+ * than mkstemp: the kernel applies the umask as for any file a tool
+ * creates, where mkstemp would force 0600.  Returns the fd, or -1 with
+ * errno set. */
+static int create_temp_beside(char *tmp, size_t n)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    /* Only needs to differ between concurrent writers; O_EXCL decides. */
+    uint64_t salt = (uint64_t)now.tv_nsec * 0x9E3779B97F4A7C15u ^ (uint64_t)getpid() << 32 ^
+                    (uint64_t)(uintptr_t)tmp;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        salt = salt * 6364136223846793005u + 1442695040888963407u;
+        snprintf(tmp + n, 11, ".tmp%06x", (unsigned)(salt >> 40) & 0xFFFFFFu);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
 int dbr_zip_writer_open(const char *path, dbr_zip_writer **out)
 {
     if (!path || !out)
@@ -77,10 +100,8 @@ int dbr_zip_writer_open(const char *path, dbr_zip_writer **out)
         free(copy);
         return dbr__fail(DBR_E_NOMEM, "out of memory creating '%s'", path);
     }
-    /* Beside the target, so the final rename stays on one file system. */
     memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmpXXXXXX", 11);
-    int fd = mkstemp(tmp);
+    int fd = create_temp_beside(tmp, n);
     if (fd < 0) {
         int err = errno;
         free(w);
@@ -88,7 +109,6 @@ int dbr_zip_writer_open(const char *path, dbr_zip_writer **out)
         free(copy);
         return dbr__fail_errno(err, "cannot create a temporary file beside", path);
     }
-    fchmod(fd, 0644); /* mkstemp's 0600 would make archives private */
     w->fp = fdopen(fd, "wb");
     if (!w->fp) {
         int err = errno;

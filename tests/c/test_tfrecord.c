@@ -176,5 +176,11 @@ int main(void)
     CHECK(memcmp(perm, pinned, sizeof perm) == 0);
     CHECK_RC(dbr_permutation(0, 7, 3, NULL), DBR_OK);
     CHECK_RC(dbr_permutation(3, 7, 3, NULL), DBR_E_ARG);
+    /* The one seed derivation, pinned with tests/python (derive_seed): one
+     * step is the first output of the permutation's stream. */
+    uint64_t parts[3] = {3, 1, 2};
+    CHECK(dbr_seed_derive(7, parts, 1) == 0x94c90e5239685a5dull);
+    CHECK(dbr_seed_derive(7, parts, 3) == 0xc2b2e97574b5c6f6ull);
+    CHECK(dbr_seed_derive(7, NULL, 0) == 7);
     return check_report("test_tfrecord");
 }

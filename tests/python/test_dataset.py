@@ -94,7 +94,7 @@ def test_shuffle_buffer_bounds_how_far_samples_move(tree):
 
 def test_worker_threads_do_not_change_the_order(tree):
     one = keys_of(make(tree, seed=2))
-    assert keys_of(make(tree, seed=2, worker_count=3, queue_size=2)) == one
+    assert keys_of(make(tree, seed=2, loader_threads=3, queue_size=2)) == one
 
 
 # ---- exact sharding
@@ -155,7 +155,7 @@ def test_rank_from_arguments_is_validated(tree):
 @pytest.mark.parametrize("threads", [1, 3])
 def test_resume_mid_epoch_at_the_next_unseen_batch(tree, threads):
     full = keys_of(make(tree, seed=9, epoch=2))
-    ds = make(tree, seed=9, epoch=2, worker_count=threads)
+    ds = make(tree, seed=9, epoch=2, loader_threads=threads)
     seen = []
     for b in ds:
         seen += b["keys"]
@@ -163,7 +163,7 @@ def test_resume_mid_epoch_at_the_next_unseen_batch(tree, threads):
             state = json.loads(json.dumps(ds.state_dict()))  # survives JSON
             break
     assert state["epoch"] == 2 and state["position"] == 6
-    fresh = make(tree, seed=9, worker_count=threads)
+    fresh = make(tree, seed=9, loader_threads=threads)
     fresh.load_state_dict(state)
     fresh.set_epoch(2)  # the same epoch keeps the resumed position
     rest = keys_of(fresh)
@@ -213,7 +213,7 @@ def test_batch_transform_gets_the_batch_and_a_stable_seed(tree):
 
     for threads in (1, 3):
         calls.clear()
-        out = list(make(tree, seed=4, batch_transform=batch_transform, worker_count=threads))
+        out = list(make(tree, seed=4, batch_transform=batch_transform, loader_threads=threads))
         assert all(b["data"].tolist() == [len(k) for k in b["keys"]] for b in out)
         seeds = sorted(calls)
         if threads == 1:
@@ -245,13 +245,13 @@ def test_corrupt_sample_raises_by_default(tree):
     relisted = db.directory_shards(tree, 10)  # without the deleted file
     with pytest.raises(ValueError, match="cannot decode"):
         list(db.ShardedDataset(relisted, 4, shuffle=False, transform=transform,
-                               worker_count=2))
+                               loader_threads=2))
 
 
 def test_corrupt_samples_skipped_and_reported(tree):
     shards, transform = corrupt(tree)
     ds = db.ShardedDataset(shards, 4, seed=3, transform=transform, on_error="skip",
-                           worker_count=2)
+                           loader_threads=2)
     batches = list(ds)
     bad = {"dog/005.bin", "emu/017.bin"}
     assert sorted(keys_of(batches)) == sorted(set(all_keys(tree)) - bad)
@@ -319,7 +319,7 @@ RSS_SCRIPT = textwrap.dedent("""
 
     sample, per_shard, shards, batch, queue, workers, limit = map(int, sys.argv[1:])
     ds = db.ShardedDataset([Synthetic(per_shard, sample) for _ in range(shards)], batch,
-                           seed=1, queue_size=queue, worker_count=workers)
+                           seed=1, queue_size=queue, loader_threads=workers)
     base = vm("VmRSS")
     streamed = 0
     for b in ds:
@@ -350,3 +350,237 @@ def test_peak_rss_is_bounded(tmp_path, sample, per_shard, shards, batch, queue, 
     # The documented bound (dareblopy/_dataset.py, "Bounded memory").
     bound = (queue + workers + 2) * batch_bytes + 16 * 2**20
     assert growth <= bound, f"peak RSS grew {growth / 2**20:.1f} MiB > {bound / 2**20:.1f} MiB"
+
+
+# ---- many shards, few open: eviction never costs a sample
+
+
+@pytest.fixture(scope="module")
+def many_zips(tmp_path_factory):
+    """300 zip shards of 4 entries; each entry holds its sample name."""
+    root = tmp_path_factory.mktemp("zips")
+    paths = []
+    for s in range(300):
+        path = root / f"shard{s:03d}.zip"
+        with db.ZipWriter(path, method="stored") as w:
+            for e in range(4):
+                w.write(f"e{e}.bin", f"shard{s:03d}.zip/e{e}.bin".encode())
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("max_open", [16, 2])
+@pytest.mark.parametrize("on_error", ["skip", "raise"])
+def test_lru_eviction_with_threads_delivers_every_sample(many_zips, max_open, on_error):
+    ds = db.ShardedDataset(db.zip_shards(many_zips), 8, seed=1, shuffle_buffer=64,
+                           max_open_shards=max_open, loader_threads=2, queue_size=4,
+                           on_error=on_error)
+    expected = sorted(f"{os.path.basename(p)}/e{e}.bin" for p in many_zips for e in range(4))
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        batches = list(ds)
+        assert sorted(keys_of(batches)) == expected
+        assert all(d.decode() == k for b in batches for d, k in zip(b["data"], b["keys"]))
+        assert ds.skipped == []
+    assert len(ds._leases.open) <= max_open  # idle readers were closed
+
+
+def test_a_reader_closed_by_its_owner_reopens(many_zips):
+    shard = db.ZipShard(many_zips[0])
+    assert shard.read([0]) == [b"shard000.zip/e0.bin"]
+    shard.close()
+    assert shard.read([3]) == [b"shard000.zip/e3.bin"]
+
+
+# ---- the canonical shard order
+
+
+def test_the_order_of_the_shard_list_does_not_change_the_epoch(many_zips, tree):
+    subset = many_zips[:40]
+    first = keys_of(db.ShardedDataset(db.zip_shards(subset), 16, seed=3, shuffle_buffer=32))
+    for perm in (subset[::-1], [subset[i] for i in db.permutation(40, 9)]):
+        assert keys_of(db.ShardedDataset(db.zip_shards(perm), 16, seed=3,
+                                         shuffle_buffer=32)) == first
+    shards = db.directory_shards(tree, 10)
+    assert keys_of(db.ShardedDataset(shards[::-1], 4, seed=3)) == \
+        keys_of(db.ShardedDataset(shards, 4, seed=3))
+
+
+# ---- renamed keywords
+
+
+def test_deprecated_names_still_work(tree):
+    with pytest.warns(DeprecationWarning, match="loader_threads"):
+        ds = make(tree, seed=2, worker_count=3)
+    assert ds.loader_threads == 3 and ds.worker_count == 3
+    assert keys_of(ds) == keys_of(make(tree, seed=2))
+    with pytest.warns(DeprecationWarning, match="partition"):
+        old = list(make(tree, seed=2).iter_partition(0, 0, worker=1, num_workers=2))
+    assert keys_of(old) == keys_of(make(tree, seed=2).iter_partition(0, 0, 1, 2))
+    with pytest.raises(TypeError), pytest.warns(DeprecationWarning):
+        make(tree, worker_count=2, loader_threads=2)
+
+
+def test_thread_budget_is_handed_to_shard_reads(tree):
+    seen = []
+
+    class Counting(db.DirectoryShard):
+        def read(self, indices, threads=1):
+            seen.append(threads)
+            return super().read(indices, threads)
+
+    shards = [Counting(s.files, s.root) for s in db.directory_shards(tree, 10)]
+    list(db.ShardedDataset(shards, 4, threads=3))
+    assert seen and set(seen) == {3}
+    assert db.ShardedDataset(shards, 4).threads == len(os.sched_getaffinity(0))
+
+
+# ---- damage costs only what is damaged
+
+
+def write_records(path, count, prefix):
+    with db.TFRecordWriter(path) as w:
+        for i in range(count):
+            w.write(db.serialize_example({"path": f"{prefix}/{i:03d}", "data": b"x" * (50 + i),
+                                          "label": i % 7}))
+
+
+def break_framing_at(path, record):
+    """Overwrites the length field of one record (its header CRC no longer
+    matches): everything from there on is unreadable as framing."""
+    offset = int(db.build_index(str(path))[record, 0])
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff" * 8)
+    return offset
+
+
+def test_a_broken_tfrecord_keeps_its_first_records_and_spares_its_neighbour(tmp_path):
+    broken, healthy = tmp_path / "a-broken.tfrecord", tmp_path / "b-healthy.tfrecord"
+    write_records(broken, 150, "broken")
+    write_records(healthy, 150, "healthy")
+    offset = break_framing_at(broken, 60)
+    # TensorFlow's reader, the peer, also reads exactly the 60 records first.
+    with pytest.raises(db.CorruptDataError) as info:
+        db.ShardedDataset(db.tfrecord_shards([broken, healthy]), 10, rank=0, world_size=1)
+    assert str(broken) in str(info.value) and str(offset) in str(info.value)
+    ds = db.ShardedDataset(db.tfrecord_shards([healthy, broken]), 10, on_error="skip",
+                           rank=0, world_size=1)
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        batches = list(ds)
+        keys = keys_of(batches)
+        assert len(keys) == 210 and len(set(keys)) == 210
+        assert sorted(keys) == sorted([f"broken/{i:03d}" for i in range(60)] +
+                                      [f"healthy/{i:03d}" for i in range(150)])
+        labels = np.concatenate([b["labels"] for b in batches])
+        assert labels.tolist() == [int(k[-3:]) % 7 for k in keys]
+        assert all(d == b"x" * (50 + int(k[-3:])) for b in batches
+                   for d, k in zip(b["data"], b["keys"]))
+    assert len(ds.skipped) == 1  # one counted, named reason
+    name, reason = ds.skipped[0]
+    assert str(broken) in name and str(offset) in reason and "60 samples" in reason
+
+
+def test_a_zip_that_cannot_be_opened_costs_only_its_own_samples(many_zips, tmp_path):
+    bad = tmp_path / "garbage.zip"
+    bad.write_bytes(b"not a zip at all" * 10)
+    with pytest.raises(db.CorruptDataError, match="garbage.zip"):
+        db.ShardedDataset(db.zip_shards([bad, *many_zips[:3]]), 4)
+    ds = db.ShardedDataset(db.zip_shards([bad, *many_zips[:3]]), 4, on_error="skip")
+    assert len(keys_of(ds)) == 12
+    assert len(ds.skipped) == 1 and "garbage.zip" in ds.skipped[0][0]
+
+
+def test_errors_name_the_sample_its_shard_and_the_epoch(many_zips, tmp_path):
+    path = tmp_path / "crc.zip"
+    with db.ZipWriter(path, method="stored") as w:
+        w.write("good.bin", b"fine")
+        w.write("bad.bin", b"will be damaged")
+    data = path.read_bytes()
+    at = data.index(b"will be damaged")
+    path.write_bytes(data[:at] + b"W" + data[at + 1:])  # a CRC mismatch
+    ds = db.ShardedDataset(db.zip_shards([path]), 2, shuffle=False, epoch=4)
+    with pytest.raises(db.CorruptDataError) as info:
+        list(ds)
+    msg = str(info.value)
+    assert "crc.zip/bad.bin" in msg and str(path) in msg and "epoch 4" in msg
+    ds = db.ShardedDataset(db.zip_shards([path]), 2, shuffle=False, epoch=4, on_error="skip")
+    assert keys_of(ds) == ["crc.zip/good.bin"]
+    assert [n for n, _ in ds.skipped] == ["crc.zip/bad.bin"]
+    assert "CorruptDataError" in ds.skipped[0][1] and "epoch 4" in ds.skipped[0][1]
+
+
+def test_one_seed_derivation_shared_with_libdbr():
+    from dareblopy._shuffle import SplitMix64, derive_seed, derive_seed_reference
+    rng = np.random.default_rng(0)
+    for count in range(5):
+        for _ in range(50):
+            seed, *parts = (int(v) for v in rng.integers(0, 2**63, count + 1, dtype=np.int64))
+            assert derive_seed(seed, *parts) == derive_seed_reference(seed, *parts)
+    # Pinned (tests/c/test_tfrecord.c checks the same values in C), and
+    # one step is the first draw of the permutation's stream.
+    assert derive_seed(7, 3) == 0x94C90E5239685A5D == SplitMix64(7, 3).next()
+    assert derive_seed(7, 3, 1, 2) == 0xC2B2E97574B5C6F6
+    assert derive_seed(-1, -2) == derive_seed(2**64 - 1, 2**64 - 2)
+
+
+def test_a_zip_entry_whose_size_overlaps_the_next_costs_only_that_entry(tmp_path):
+    """zipfile is the peer: every entry it reads, the dataset delivers."""
+    import struct
+    import zipfile
+    path = tmp_path / "overlap.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for i in range(200):
+            z.writestr(f"{i:03d}.bin", f"entry {i}".encode() * 5)
+    data = bytearray(path.read_bytes())
+    record = [m for m in range(len(data)) if data[m:m + 4] == b"PK\x01\x02"][50]
+    size = struct.unpack_from("<I", data, record + 20)[0]
+    struct.pack_into("<II", data, record + 20, size + 100, size + 100)  # into entry 51
+    path.write_bytes(bytes(data))
+    readable = {}
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            try:
+                readable[name] = z.read(name)
+            except Exception:
+                pass
+    assert len(readable) == 199 and "050.bin" not in readable
+    with pytest.raises(db.CorruptDataError, match="050.bin"):
+        list(db.ShardedDataset(db.zip_shards([path]), 16, shuffle=False))
+    ds = db.ShardedDataset(db.zip_shards([path]), 16, seed=2, on_error="skip")
+    got = {k.split("/", 1)[1]: d for b in ds for k, d in zip(b["keys"], b["data"])}
+    assert got == readable
+    assert [n for n, _ in ds.skipped] == ["overlap.zip/050.bin"]
+
+
+TRUNCATE_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import dareblopy as db
+    path = sys.argv[1]
+    ds = db.ShardedDataset(db.zip_shards([path], mmap=False), 8, shuffle=False,
+                           on_error="skip", loader_threads=2, queue_size=2)
+    keys = []
+    for batch in ds:
+        if batch["index"] == 0:
+            os.truncate(path, os.path.getsize(path) // 2)  # cut in place while open
+        keys += batch["keys"]
+    print(len(keys), len(ds.skipped), ds.skipped[0][1] if ds.skipped else "")
+""")
+
+
+def test_truncating_a_zip_shard_in_place_while_reading_is_survivable(tmp_path):
+    path = tmp_path / "cut.zip"
+    with db.ZipWriter(path, method="stored") as w:
+        for i in range(64):
+            w.write(f"{i:02d}.bin", bytes([i]) * 4096)
+    script = tmp_path / "cut.py"
+    script.write_text(TRUNCATE_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), str(path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 0, out.stderr  # not killed by SIGBUS
+    delivered, skipped, reason = out.stdout.split(" ", 2)
+    assert int(delivered) + int(skipped) == 64
+    assert 8 <= int(delivered) <= 40 and int(skipped) >= 24  # about half the data is gone
+    assert "cut.zip" in reason

@@ -22,9 +22,18 @@ def tree(tmp_path):
     return tmp_path
 
 
-def test_version_matches_header():
+def test_version_is_one_story():
+    # meson.build's project() version is the one source: the library and the
+    # header report it (meson setup refuses a dbr.h that differs).
+    import re
+    meson = (pathlib.Path(__file__).parents[2] / "meson.build").read_text()
+    assert db.__version__ == re.search(r"version: '([0-9.]+)'", meson).group(1)
     assert db.libdbr_version == db._lib.DBR_VERSION_NUMBER
-    assert db.__version__ == "0.1.0"
+    # A newer library of the same major serves an older header; nothing else does.
+    from dareblopy._ffi import compatible
+    assert compatible(200, 200) and compatible(200, 201) and compatible(200, 1500)
+    assert not compatible(200, 199) and not compatible(200, 10200)
+    assert not compatible(10200, 200)
 
 
 def test_open_as_bytes_matches_python(tree):
@@ -172,12 +181,14 @@ def test_filesystem_never_escapes_a_mount(tree):
         fs.open("../secret.txt")
     with pytest.raises(ValueError, match="climbs above the root"):
         fs.exists("sub/../../secret.txt")
+    assert fs.open(str(tree / "secret.txt")) is None  # absolute paths are mount-relative
     with pytest.raises(FileNotFoundError):
-        fs.open(str(tree / "secret.txt"))  # absolute paths are mount-relative
+        fs.open_as_bytes(str(tree / "secret.txt"))
     with pytest.raises(ValueError, match="NUL byte"):
         fs.open("x.bin\0../../secret.txt")
+    assert fs.open("missing.txt") is None  # DareBlopy 0.0.5's answer for a missing file
     with pytest.raises(FileNotFoundError, match="not found in any of the 1 mounted"):
-        fs.open("missing.txt")
+        fs.open_as_bytes("missing.txt")
     with pytest.raises(FileNotFoundError, match="not found in any mount"):
         fs.list_directory("nodir")
 

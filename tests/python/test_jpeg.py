@@ -501,3 +501,146 @@ def test_center_crop_and_resize_modes(jpeg):
         db.decode_jpeg_batch([jpeg], size=(10, 10), crop="box", box=(400, 0, 200, 10))
     with pytest.raises(db.InvalidArgumentError):
         db.decode_jpeg_batch([jpeg], size=(10, 10), crop="sideways")
+
+
+def test_random_crop_ranges_must_be_finite(jpeg):
+    for bad in [dict(scale=(float("nan"), 1.0)), dict(scale=(0.08, float("inf"))),
+                dict(ratio=(float("-inf"), 1.0)), dict(ratio=(0.75, float("nan")))]:
+        with pytest.raises(db.InvalidArgumentError, match="finite"):
+            db.decode_jpeg_batch([jpeg], size=(32, 32), crop="random", **bad)
+        with pytest.raises(db.InvalidArgumentError, match="finite"):
+            db.crop_box(500, 375, crop="random", **bad)
+    # The C library refuses them too, for callers that bypass Python.
+    ffi, lib = db._ffi, db._lib
+    c = ffi.new("dbr_jpeg_crop *")
+    c.mode, c.out_w, c.out_h = lib.DBR_CROP_RANDOM, 32, 32
+    box, flip = ffi.new("double[4]"), ffi.new("int *")
+    assert lib.dbr_jpeg_crop_box(c, 500, 375, 0, box, flip) == 0
+    for field in ("scale_min", "scale_max", "ratio_min", "ratio_max"):
+        for value in (float("nan"), float("inf")):
+            c2 = ffi.new("dbr_jpeg_crop *", c[0])
+            setattr(c2, field, value)
+            assert lib.dbr_jpeg_crop_box(c2, 500, 375, 0, box, flip) == lib.DBR_E_ARG
+            assert "finite" in ffi.string(lib.dbr_last_error()).decode()
+            out = np.zeros((1, 32, 32, 3), np.uint8)
+            statuses = ffi.new("int[]", [7])
+            srcs, lens = ffi.new("void *[]", [ffi.from_buffer(jpeg)]), ffi.new("size_t[]", [len(jpeg)])
+            assert lib.dbr_jpeg_decode_batch(1, srcs, lens, ffi.NULL, c2, 0, ffi.from_buffer(out),
+                                             out.nbytes, 1, statuses, ffi.NULL, ffi.NULL,
+                                             0) == lib.DBR_E_ARG
+            assert statuses[0] == 7  # refused as a whole: no item ran
+
+
+# ---- per-item outcomes and archive entries -----------------------------------------
+
+def _batch_inputs():
+    datas = photos.photo_set(6, (64, 48), seed=21)
+    broken = list(datas)
+    broken[1] = datas[1][:len(datas[1]) // 2]  # truncated: refused by default
+    broken[3] = b"nope"
+    return datas, broken
+
+
+def test_batch_errors_return_one_outcome_per_item():
+    datas, broken = _batch_inputs()
+    refs = np.stack([pillow_rgb(d) for d in datas])
+    out, errors = db.decode_jpeg_batch(broken, errors="return")
+    assert [e is None for e in errors] == [True, False, True, False, True, True]
+    assert isinstance(errors[1], db.CorruptDataError) and errors[1].index == 1
+    assert "batch item 1" in str(errors[1]) and "truncated" in str(errors[1])
+    assert isinstance(errors[3], db.CorruptDataError) and "batch item 3" in str(errors[3])
+    for i in (0, 2, 4, 5):
+        np.testing.assert_array_equal(out[i], refs[i])
+    assert not out[1].any() and not out[3].any()
+    # The raising default stops at the first failure, with the same text.
+    with pytest.raises(db.CorruptDataError) as raised:
+        db.decode_jpeg_batch(broken)
+    assert str(raised.value) == str(errors[1])
+    assert db.decode_jpeg_batch(datas, errors="return")[1] == [None] * 6
+    with pytest.raises(db.InvalidArgumentError, match="errors"):
+        db.decode_jpeg_batch(datas, errors="ignore")
+    # A mistake of the whole call raises whatever errors= says.
+    with pytest.raises(db.InvalidArgumentError):
+        db.decode_jpeg_batch(datas, size=(10, 10), crop="random", scale=(0.9, 0.1),
+                             errors="return")
+
+
+def test_decode_files_errors_return(tmp_path):
+    datas, broken = _batch_inputs()
+    for i, d in enumerate(broken):
+        (tmp_path / f"{i}.jpg").write_bytes(d)
+    paths = [tmp_path / f"{i}.jpg" for i in range(6)] + [tmp_path / "missing.jpg"]
+    out, errors = db.decode_jpeg_files(paths, size=(48, 64), crop="resize", errors="return")
+    assert [e is None for e in errors] == [True, False, True, False, True, True, False]
+    assert "1.jpg" in str(errors[1]) and "3.jpg" in str(errors[3])
+    assert isinstance(errors[6], db.NotFoundError) and "missing.jpg" in str(errors[6])
+    ref = db.decode_jpeg_batch([datas[0]], size=(48, 64), crop="resize")
+    np.testing.assert_array_equal(out[0], ref[0])
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory):
+    """A zip of photos of several sizes, stored and deflated, some broken."""
+    import zipfile
+    rng = random.Random(33)
+    datas = [photos.encode(photos.photo(rng, (rng.randint(60, 300), rng.randint(60, 300))),
+                           progressive=i % 4 == 3) for i in range(12)]
+    datas[5] = datas[5][:len(datas[5]) // 2]
+    datas[9] = b"\xff\xd8 not a jpeg"
+    path = tmp_path_factory.mktemp("shard") / "shard.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for i, d in enumerate(datas):
+            z.writestr(f"img{i:02d}.jpg", d, zipfile.ZIP_DEFLATED if i % 2 else zipfile.ZIP_STORED)
+    return path, datas
+
+
+def test_decode_entries_match_pillow_and_the_bytes_path(shard):
+    path, datas = shard
+    good = [i for i in range(12) if i not in (5, 9)]
+    with db.open_zip_archive(path) as archive:
+        for crop in ("random", "center", "resize"):
+            got = db.decode_jpeg_entries(archive, good, size=(56, 64), crop=crop, seed=7,
+                                         flip="random", threads=3)
+            ref = db.decode_jpeg_batch([datas[i] for i in good], size=(56, 64), crop=crop,
+                                       seed=7, flip="random")
+            np.testing.assert_array_equal(got, ref)
+        # Against Pillow: the same boxes, resized by Pillow from its own
+        # decode (DCT scaling inside the crop: mean error of a few levels).
+        got = db.decode_jpeg_entries(archive, [f"img{i:02d}.jpg" for i in good], size=(56, 64),
+                                     crop="random", seed=3)
+        for k, i in enumerate(good):
+            w, h = Image.open(io.BytesIO(datas[i])).size
+            (x, y, bw, bh), _ = db.crop_box(w, h, k, crop="random", size=(56, 64), seed=3)
+            ref = Image.fromarray(pillow_rgb(datas[i])).resize((64, 56), Image.LANCZOS,
+                                                               box=(x, y, x + bw, y + bh))
+            assert np.abs(got[k].astype(int) - np.asarray(ref)).mean() < 8
+        # Same-size entries without a crop: identical to Pillow.
+        same = [datas[0]] * 3
+        with db.ZipWriter(path.parent / "same.zip", method="stored") as w:
+            for i, d in enumerate(same):
+                w.write(f"{i}.jpg", d)
+    with db.open_zip_archive(path.parent / "same.zip") as same_archive:
+        np.testing.assert_array_equal(db.decode_jpeg_entries(same_archive, [0, 1, 2]),
+                                      np.stack([pillow_rgb(d) for d in same]))
+
+
+def test_decode_entries_errors_name_archive_and_entry(shard):
+    path, datas = shard
+    with db.open_zip_archive(path) as archive:
+        out, errors = db.decode_jpeg_entries(archive, list(range(12)) + [99], size=(32, 32),
+                                             crop="random", errors="return")
+        assert [i for i, e in enumerate(errors) if e is not None] == [5, 9, 12]
+        assert isinstance(errors[5], db.CorruptDataError)
+        assert "shard.zip:img05.jpg" in str(errors[5]) and "truncated" in str(errors[5])
+        assert "img09.jpg" in str(errors[9])
+        assert isinstance(errors[12], db.InvalidArgumentError) and "99" in str(errors[12])
+        assert not out[5].any() and out[4].any()
+        with pytest.raises(db.CorruptDataError, match=r"batch item 5: '.*shard\.zip:img05\.jpg'"):
+            db.decode_jpeg_entries(archive, range(12), size=(32, 32), crop="random")
+        with pytest.raises(db.NotFoundError):
+            db.decode_jpeg_entries(archive, ["nope.jpg"], size=(32, 32), crop="random")
+        with pytest.raises(TypeError):
+            db.decode_jpeg_entries(archive, [0], size=(32, 32), colour="red")
+        assert db.decode_jpeg_entries(archive, [], size=(8, 8), crop="resize").shape == (0, 8, 8, 3)
+    with pytest.raises(ValueError, match="closed"):
+        db.decode_jpeg_entries(archive, [0], size=(8, 8), crop="resize")

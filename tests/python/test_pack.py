@@ -42,9 +42,9 @@ def test_imagefolder_to_shuffled_zip_shards(tmp_path, imagefolder):
     for p in paths:
         with zipfile.ZipFile(p) as z:  # an independent reader agrees
             assert z.testzip() is None
+            assert not [n for n in z.namelist() if n.endswith("/")]  # no directory entries
             for n in z.namelist():
-                if not n.endswith("/"):
-                    seen[n] = z.read(n)
+                seen[n] = z.read(n)
     assert {k: v for k, v in seen.items()} == {k: d for k, (d, _) in files.items()}
     # Shuffled: the first shard is not simply the first classes in order.
     with zipfile.ZipFile(paths[0]) as z:
@@ -81,8 +81,8 @@ def test_list_file_to_tfrecord_with_labels(tmp_path, imagefolder):
     src, files = imagefolder
     listing = src / "list.txt"
     listing.write_text("# path label\n" + "".join(f"{k} {c}\n" for k, (_, c) in files.items()))
-    items = _pack.list_file_items(str(listing))
-    assert len(items) == len(files)
+    items, classes = _pack.list_file_items(str(listing))
+    assert len(items) == len(files) and classes is None  # integer labels stay integers
     out = str(tmp_path / "data.tfrecord")
     paths = _pack.pack(items, out, format="tfrecord", shards=2, progress=False)
     parser = db.RecordParser({"path": db.FixedLenFeature([], db.string),
@@ -96,9 +96,42 @@ def test_list_file_to_tfrecord_with_labels(tmp_path, imagefolder):
     assert got == files
 
 
+def test_list_file_with_class_names_labels_like_imagefolder(tmp_path, imagefolder):
+    """``photos/cat/0001.jpg cat``: class names become the indices that
+    --labels imagefolder gives the same tree, and the manifest names them."""
+    src, files = imagefolder
+    listing = src / "list.txt"
+    lines = [f"{k} {k.split('/')[0]}" for k in reversed(sorted(files))]
+    listing.write_text("\n".join(lines) + "\n")
+    items, classes = _pack.list_file_items(str(listing))
+    folder_items, folder_classes = _pack.imagefolder_items(str(src))
+    assert classes == folder_classes == ["cat", "dog", "eel"]
+    assert sorted((i.name, i.label) for i in items) == \
+        sorted((i.name, i.label) for i in folder_items)
+    out = str(tmp_path / "named.zip")
+    paths = _pack.pack(items, out, shards=2, progress=False, classes=classes)
+    manifest = open(_pack.manifest_path(out)).read().splitlines()
+    assert manifest[0] == "# classes\tcat\tdog\teel"
+    labels = _pack.read_manifest_labels(_pack.manifest_path(out))
+    assert {k.split("/", 1)[1]: v for k, v in labels.items()} == \
+        {k: c for k, (_, c) in files.items()}
+    assert sorted(os.path.basename(p) for p in paths) == sorted(
+        {k.split("/", 1)[0] for k in labels})
+
+
+def test_split_is_even_and_never_empty():
+    for n in range(1, 40):
+        for shards in range(1, 12):
+            groups = _pack.split([_pack.Item(str(i), str(i), None) for i in range(n)], shards)
+            sizes = [len(g) for g in groups]
+            assert len(groups) == min(n, shards)
+            assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+            assert [int(i.name) for g in groups for i in g] == list(range(n))  # contiguous
+
+
 def test_bad_list_file_and_empty_sources(tmp_path):
     bad = tmp_path / "bad.txt"
-    bad.write_text("a.jpg notanumber\n")
+    bad.write_text("a.jpg\n")
     with pytest.raises(ValueError, match="bad.txt:1: expected 'name label'"):
         _pack.list_file_items(str(bad))
     (tmp_path / "empty").mkdir()
@@ -167,7 +200,7 @@ def test_tfrecord_shards_in_a_sharded_dataset(tmp_path, imagefolder):
         path, data, label = parser.parse_single_example(record)
         return path.item().decode(), data.item(), int(label)
 
-    shards = db.tfrecord_shards(paths)
+    shards = db.tfrecord_shards(paths, data=None)  # whole records, parsed by decode
     assert sum(len(s) for s in shards) == len(files)
     got = {}
     for rank in range(2):  # two ranks, padded: together they cover everything

@@ -17,15 +17,19 @@ from dareblopy import _pack  # noqa: E402
 SIZE = 64
 
 
+def imagefolder(tree, count, classes, seed):
+    """count photos in an ImageFolder tree of `classes` classes; its items."""
+    for i, data in enumerate(photos.photo_set(count, (120, 90), seed=seed)):
+        folder = tree / f"class{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:03d}.jpg").write_bytes(data)
+    return _pack.imagefolder_items(str(tree))
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
-    tree = root / "tree"
-    for i, data in enumerate(photos.photo_set(40, (120, 90), seed=7)):
-        folder = tree / f"class{i % 4}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{i:03d}.jpg").write_bytes(data)
-    items, classes = _pack.imagefolder_items(str(tree))
+    items, classes = imagefolder(root / "tree", 40, 4, seed=7)
     out = str(root / "train.zip")
     paths = _pack.pack(items, out, shards=2, method="stored", progress=False, classes=classes)
     return paths, db.read_manifest_labels(_pack.manifest_path(out))
@@ -125,3 +129,72 @@ def test_corrupt_images_raise_or_are_skipped(tmp_path, shards):
     assert sum(len(b["keys"]) for b in batches) == 2
     assert [name for name, _ in ds.skipped] == ["bad.zip/c/truncated.jpg"]
     assert batches[0]["data"].shape == (2, SIZE, SIZE, 3)
+
+
+def test_pack_tfrecord_shards_feed_the_pipeline(tmp_path):
+    """pack --format tfrecord -> tfrecord_shards -> image batches: the image
+    comes from the record's data feature, the key is its path, the label
+    its label feature; the same pixels as the zip shards of the same pack."""
+    tree = tmp_path / "tree"
+    items, classes = imagefolder(tree, 12, 3, seed=5)
+    records = _pack.pack(items, str(tmp_path / "t.tfrecord"), format="tfrecord", shards=2,
+                         progress=False, classes=classes)
+    ds = db.image_classification_dataset(db.tfrecord_shards(records), batch_size=5, size=SIZE,
+                                         train=False, rank=0, world_size=1)
+    batches = list(ds)
+    keys = sum((b["keys"] for b in batches), [])
+    assert sorted(keys) == sorted(item.name for item in items)
+    expected_labels = {item.name: item.label for item in items}
+    for b in batches:
+        assert b["labels"].tolist() == [expected_labels[k] for k in b["keys"]]
+        raws = [(tree / k).read_bytes() for k in b["keys"]]
+        assert np.array_equal(b["data"], db.decode_jpeg_batch(
+            raws, size=(SIZE, SIZE), crop="center", shorter=int(round(SIZE / 0.875))))
+    with pytest.raises(ValueError, match="image/encoded.*missing"):
+        list(db.image_classification_dataset(db.tfrecord_shards(records, data="image/encoded"),
+                                             batch_size=5, size=SIZE, rank=0, world_size=1))
+
+
+@pytest.mark.parametrize("kind", ["zip", "directory", "tfrecord"])
+def test_skip_mode_decodes_once_and_keeps_exactly_the_good_images(tmp_path, kind):
+    good = photos.photo_set(30, (120, 90), seed=9)
+    bad = {3, 11, 17, 29}
+    stored = {f"{i:02d}.jpg": data[:len(data) // 3] if i in bad else data
+              for i, data in enumerate(good)}
+    if kind == "zip":
+        path = tmp_path / "mixed.zip"
+        with db.ZipWriter(path, method="stored") as w:
+            for name, data in stored.items():
+                w.write(name, data)
+        shards, prefix = db.zip_shards([path]), "mixed.zip/"
+    elif kind == "directory":
+        for name, data in stored.items():
+            (tmp_path / name).write_bytes(data)
+        shards, prefix = db.directory_shards(tmp_path, 16), ""
+    else:
+        with db.TFRecordWriter(tmp_path / "mixed.tfrecord") as w:
+            for name, data in stored.items():
+                w.write(db.serialize_example({"path": name, "data": data}))
+        shards, prefix = db.tfrecord_shards([tmp_path / "mixed.tfrecord"]), ""
+    expected = sorted(f"{prefix}{i:02d}.jpg" for i in range(30) if i not in bad)
+    for train in (True, False):
+        ds = db.image_classification_dataset(shards, batch_size=8, size=SIZE,
+                                             train=train, seed=4, rank=0, world_size=1,
+                                             on_error="skip")
+        for epoch in range(3):
+            ds.set_epoch(epoch)
+            ds.skipped.clear()
+            batches = list(ds)
+            keys = sum((b["keys"] for b in batches), [])
+            assert sorted(keys) == expected
+            assert sorted(n for n, _ in ds.skipped) == sorted(f"{prefix}{i:02d}.jpg"
+                                                              for i in bad)
+            assert all(f"epoch {epoch}" in msg and "CorruptDataError" in msg
+                       for _, msg in ds.skipped)
+            for b in batches:
+                assert b["data"].shape == (len(b["keys"]), SIZE, SIZE, 3)
+                if not train:  # each kept row is its own image
+                    raws = [good[int(k[-6:-4])] for k in b["keys"]]
+                    assert np.array_equal(b["data"], db.decode_jpeg_batch(
+                        raws, size=(SIZE, SIZE), crop="center",
+                        shorter=int(round(SIZE / 0.875))))

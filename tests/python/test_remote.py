@@ -103,7 +103,7 @@ def test_epoch_over_s3_through_a_three_shard_cache(s3, tmp_path):
                            storage_options=s3.storage_options())
     assert len(shards) == 8
     # A window smaller than a shard: a batch reads at most two shards.
-    ds = db.ShardedDataset(shards, batch_size=8, seed=3, shuffle_buffer=48, worker_count=2,
+    ds = db.ShardedDataset(shards, batch_size=8, seed=3, shuffle_buffer=48, loader_threads=2,
                            queue_size=2)
     sampler = PeakSampler(cache)
     try:

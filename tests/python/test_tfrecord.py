@@ -401,3 +401,46 @@ def test_pack_tfrecord(tmp_path):
             p, d = parser.parse_single_example(rec)
             got[p.item().decode()] = d.item()
     assert got == files
+
+
+# ---- writer edges (issue 10 item 4)
+
+
+@pytest.mark.parametrize("bad", [5, [1, 2, 3], "text", None, 2.5])
+def test_writer_accepts_bytes_like_only(tmp_path, bad):
+    path = tmp_path / "w.tfrecord"
+    with db.TFRecordWriter(path) as w:
+        with pytest.raises(TypeError, match="bytes-like"):
+            w.write(bad)
+        w.write(bytearray(b"ba"))
+        w.write(memoryview(b"mv"))
+        w.write(np.arange(4, dtype=np.uint8))
+        w.write(np.arange(2, dtype=np.int32))  # its bytes, as memoryview sees them
+    assert list(db.RecordReader(path)) == [b"ba", b"mv", bytes(range(4)),
+                                          np.arange(2, dtype=np.int32).tobytes()]
+
+
+@pytest.mark.parametrize("comp", COMPRESSIONS)
+def test_failed_close_removes_temp_file(tmp_path, comp):
+    target = tmp_path / "dir_in_the_way"
+    target.mkdir()
+    (target / "keep").write_bytes(b"")
+    w = db.TFRecordWriter(target, comp)
+    w.write(b"record")
+    assert len(os.listdir(tmp_path)) == 2  # the target folder and the temporary file
+    with pytest.raises(OSError):
+        w.close()
+    assert os.listdir(tmp_path) == ["dir_in_the_way"]
+    w.close()  # closing again does nothing
+    with pytest.raises(ValueError):
+        w.write(b"more")
+
+
+def test_writer_follows_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with db.TFRecordWriter(tmp_path / "m.tfrecord") as w:
+            w.write(b"x")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "m.tfrecord").st_mode & 0o777 == 0o640
