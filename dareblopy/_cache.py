@@ -75,14 +75,6 @@ def _try_lock(fd: int, kind: int) -> bool:
         return False
 
 
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(4 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class ShardCache:
     """A directory on local disk that holds at most ``limit_bytes`` of
     downloaded shards (see the module docstring for the layout and locks).

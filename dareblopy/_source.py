@@ -8,6 +8,7 @@ fetches only the bytes of the entries read (random access).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -85,6 +86,20 @@ class RemoteSource:
 
     def __repr__(self) -> str:
         return f"RemoteSource({self.url!r})"
+
+
+def manifest_hash_lines(paths: Sequence[str]) -> List[str]:
+    """``# sha256<TAB>shard file name<TAB>size<TAB>hex`` for each shard, the
+    lines a pack manifest records (comments to readers of its items)."""
+    lines = []
+    for path in paths:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(4 << 20), b""):
+                digest.update(block)
+        lines.append(f"{_HASH_LINE}{os.path.basename(path)}\t{os.path.getsize(path)}\t"
+                     f"{digest.hexdigest()}\n")
+    return lines
 
 
 def read_manifest_hashes(manifest: PathLike, storage_options: Optional[Dict[str, Any]] = None

@@ -394,3 +394,67 @@ def test_kill_mid_download_leaves_a_cache_the_next_run_uses(http, tmp_path):
     assert open(path, "rb").read() == blob
     assert not [n for n in os.listdir(cache_dir) if n.endswith(".part")]
     assert cache.usage() == len(blob)
+
+
+# ---- the command line on URLs
+
+def _cli(*args, env_extra=None):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "dareblopy", *map(str, args)],
+                          capture_output=True, env=env)
+
+
+def _s3_env(s3):
+    return {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_cli_ls_cat_verify_on_urls(s3, http):
+    url = f"s3://{BUCKET}/train-00002.zip"
+    blob = s3.client.get_object(Bucket=BUCKET, Key="train-00002.zip")["Body"].read()
+    ref = zipfile.ZipFile(io.BytesIO(blob))
+    out = _cli("ls", url, env_extra=_s3_env(s3))
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[-1] for line in out.stdout.decode().splitlines()] == ref.namelist()
+    out = _cli("cat", url, "s2/e007.bin", env_extra=_s3_env(s3))
+    assert out.returncode == 0 and out.stdout == ref.read("s2/e007.bin")
+    out = _cli("verify", url, env_extra=_s3_env(s3))
+    assert out.returncode == 0 and b"120 of 120 entries OK" in out.stdout
+    # A damaged entry at an HTTP URL is reported like a local one.
+    bad = bytearray(blob)
+    info = ref.getinfo("s2/e003.bin")
+    bad[info.header_offset + 30 + len(info.filename) + 5] ^= 0xFF
+    (http.root_path / "bad.zip").write_bytes(bytes(bad))
+    out = _cli("verify", f"{http.url}/bad.zip")
+    assert out.returncode == 1 and b"BAD  s2/e003.bin" in out.stdout
+    out = _cli("cat", f"s3://{BUCKET}/nothing.zip", "x", env_extra=_s3_env(s3))
+    assert out.returncode == 1 and f"s3://{BUCKET}/nothing.zip".encode() in out.stderr
+
+
+def test_cli_pack_uploads_to_a_url_and_the_manifest_hashes_are_checked(s3, tmp_path):
+    src = tmp_path / "src"
+    for c in range(2):
+        (src / f"class{c}").mkdir(parents=True)
+        for j in range(5):
+            (src / f"class{c}" / f"{j}.bin").write_bytes(os.urandom(3000 + j))
+    out = _cli("pack", src, f"s3://{BUCKET}/packed/train.zip", "--shards", "2",
+               "--labels", "imagefolder", env_extra=_s3_env(s3))
+    assert out.returncode == 0, out.stderr
+    keys = sorted(o["Key"] for o in s3.client.list_objects_v2(
+        Bucket=BUCKET, Prefix="packed/")["Contents"])
+    assert keys == ["packed/train-00000-of-00002.zip", "packed/train-00001-of-00002.zip",
+                    "packed/train.zip.manifest.tsv"]
+    manifest = f"s3://{BUCKET}/packed/train.zip.manifest.tsv"
+    hashes = db.read_manifest_hashes(manifest, s3.storage_options())
+    for name in ("train-00000-of-00002.zip", "train-00001-of-00002.zip"):
+        blob = s3.client.get_object(Bucket=BUCKET, Key=f"packed/{name}")["Body"].read()
+        assert hashes[name] == hashlib.sha256(blob).hexdigest()
+    cache = db.ShardCache(str(tmp_path / "cache"), 1 << 20)
+    shards = db.zip_shards(f"s3://{BUCKET}/packed/train-{{00000..00001}}-of-00002.zip",
+                           cache=cache, storage_options=s3.storage_options(), manifest=manifest)
+    got = {k: v for b in db.ShardedDataset(shards, 4) for k, v in zip(b["keys"], b["data"])}
+    want = {f"train-0000{i // 5}-of-00002.zip/class{i // 5}/{i % 5}.bin":
+            (src / f"class{i // 5}" / f"{i % 5}.bin").read_bytes() for i in range(10)}
+    assert got == want
+    cache.stop()
