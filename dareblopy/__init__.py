@@ -56,3 +56,4 @@ from ._remote import (RemoteAccessError, RemoteError, RemoteNotFoundError, Shard
 from ._remote_zip import RemoteArchive
 from ._source import read_manifest_hashes
 from ._pipeline import image_batch_transform, image_classification_dataset
+from ._tar import TarArchive, TarShard, decode_jpeg_members, open_tar_archive, tar_shards

@@ -81,6 +81,10 @@ def make_readme_data(folder):
         _pack.pack(items, "train.zip", progress=False, classes=classes)
         _pack.pack(items, "train.zip", shards=8, shuffle=True, progress=False,
                    classes=classes)
+        # WebDataset tar shards for the tar section (`dareblopy pack photos/
+        # shard-{shard:06d}.tar --format tar --labels imagefolder --shards 2`).
+        _pack.pack(items, "shard-{shard:06d}.tar", format="tar", shards=2, progress=False,
+                   classes=classes)
     finally:
         os.chdir(cwd)
 
