@@ -30,10 +30,10 @@ and two opens in one process exclude each other like two processes):
   free bytes.
 
 The limit counts the bytes of ``.shard``, ``.part`` and ``.idx`` files;
-shards are reserved under the directory lock before a byte is written.  Eviction deletes only unpinned
-files: first stale downloads, then shards whose next use is furthest away
-in the plan the dataset gave (shards the epoch has finished, which are not
-needed again, come first).
+shards are reserved under the directory lock before a byte is written.
+Eviction deletes only unpinned files: first stale downloads, then shards
+whose next use is furthest away in the plan the dataset gave (shards the
+epoch has finished, which are not needed again, come first).
 """
 from __future__ import annotations
 

@@ -22,6 +22,10 @@ _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)")
 
 
+# botocore's names for credentials it could not find: asking again cannot help.
+_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError")
+
+
 class RemoteError(OSError):
     """A remote object could not be read; ``url`` names it."""
 
@@ -160,7 +164,7 @@ class RemoteObject:
                 raise RemoteAccessError(self.url, f"access denied ({exc})") from exc
             except Exception as exc:  # network, server and protocol errors
                 status = getattr(exc, "status", None)
-                if status in (401, 403):
+                if status in (401, 403) or type(exc).__name__ in _NO_CREDENTIALS:
                     raise RemoteAccessError(self.url, f"access denied ({exc})") from exc
                 if status == 404:
                     raise RemoteNotFoundError(self.url, f"not found ({exc})") from exc
@@ -247,7 +251,8 @@ def stat_many(objects: Sequence[RemoteObject]) -> None:
                 listing = None  # fall back to one stat per object: it names the URL
         for obj in objs:
             info = listing.get(obj.url.rstrip("/")) if listing else None
-            if info is not None and info.get("size") is not None and info.get("type") != "directory":
+            if (info is not None and info.get("size") is not None
+                    and info.get("type") != "directory"):
                 obj.size, obj.version = int(info["size"]), _version_of(info)
             else:
                 obj.stat()

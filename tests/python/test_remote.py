@@ -458,3 +458,30 @@ def test_cli_pack_uploads_to_a_url_and_the_manifest_hashes_are_checked(s3, tmp_p
             (src / f"class{i // 5}" / f"{i % 5}.bin").read_bytes() for i in range(10)}
     assert got == want
     cache.stop()
+
+
+def test_torch_workers_share_one_download_per_shard(http, tmp_path):
+    """DataLoader worker processes of one rank read the same shards: the
+    node's cache downloads each once (the locks are between processes)."""
+    dbt = pytest.importorskip("dareblopy.torch")
+    expected = {}
+    for i in range(4):
+        blob, samples = make_zip(100 + i, entries=60, size=4000)
+        (http.root_path / f"w{i}.zip").write_bytes(blob)
+        expected.update({f"w{i}.zip/s{100 + i}/{k}": v for k, v in samples.items()})
+    size = len(blob)
+    cache = db.ShardCache(str(tmp_path / "cache"), 4 * size)
+    shards = db.zip_shards(f"{http.url}/w{{0..3}}.zip", cache=cache)
+    ds = dbt.ShardedIterableDataset(shards, 10, seed=2, shuffle_buffer=30)
+    listing = {}  # the central directories, read once here to count the samples
+    for p, _, n in http.log:
+        listing[p] = listing.get(p, 0) + n
+    seen = {}
+    for batch in dbt.DataLoader(ds, num_workers=2):
+        for key, data in zip(batch["keys"], batch["data"]):
+            assert key not in seen
+            seen[key] = bytes(data)
+    assert seen == expected
+    for i in range(4):
+        path = f"/w{i}.zip"
+        assert http.bytes_sent(path) - listing[path] == size, path  # one download
