@@ -300,7 +300,7 @@ class ZipShard(ShardReader):
             archive = self._archive_for(entries)
         except OSError as exc:  # a remote shard out of reach: each sample says so
             return [exc] * len(entries)
-        return _read_entries(archive, entries, threads)
+        return archive.read_entries(entries, threads=threads, errors="return")
 
     def decode_jpegs(self, indices: Sequence[int], **options):
         """Decodes the entries straight into a batch: C workers read each
@@ -329,12 +329,6 @@ class ZipShard(ShardReader):
 
     def __repr__(self) -> str:
         return f"ZipShard({self.path!r})"
-
-
-def _read_entries(archive, entries: List[int], threads: int) -> List[Union[bytes, Exception]]:
-    """Entries by central-directory index in one C call; each failure in
-    its place, with libdbr's own message for it (nothing is read twice)."""
-    return archive.read_entries(entries, threads=threads, errors="return")
 
 
 def zip_shards(paths: Union[PathLike, Sequence[PathLike]], *, cache=None,

@@ -62,7 +62,10 @@ def _jpeg(path, width, height, seed):
 
 
 def make_readme_data(folder):
-    """The files the README's blocks open, under the names they use."""
+    """The files the README's blocks open, under the names they use:
+    JPEGs in images/, data/ and photos/<class>/, blob.bin, train.zip, the
+    eight zip shards and manifest of `dareblopy pack photos/ train.zip
+    --shards 8`, and two WebDataset tar shards shard-00000N.tar."""
     from dareblopy import _pack
     cwd = os.getcwd()
     os.chdir(folder)
