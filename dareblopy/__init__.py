@@ -48,7 +48,7 @@ from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipSha
 from ._labels import labels_from_parent_dirs, read_label_file
 from ._dataset import IndexedSamples, ShardedDataset
 from ._pack import read_manifest_labels
-<<<<<<< HEAD
+from ._mix import MixedDataset, mix
 
 # ---- shards at URLs (fsspec), through a node-local cache
 from ._cache import CacheDiskFullError, CacheLimitError, ShardCache
@@ -56,8 +56,5 @@ from ._remote import (RemoteAccessError, RemoteError, RemoteNotFoundError, Shard
                       expand_braces)
 from ._remote_zip import RemoteArchive
 from ._source import read_manifest_hashes
-=======
-from ._mix import MixedDataset, mix
->>>>>>> main
 from ._pipeline import image_batch_transform, image_classification_dataset
 from ._tar import TarArchive, TarShard, decode_jpeg_members, open_tar_archive, tar_shards

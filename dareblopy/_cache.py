@@ -59,6 +59,23 @@ _HELD: Dict[int, Tuple[str, str]] = {}
 _HELD_LOCK = threading.Lock()
 
 
+def _drop_inherited_pins() -> None:
+    """In a forked child (DataLoader workers): close the parent's pin fds,
+    so that the parent's release frees its shards (a flock lives while any
+    fd of it is open).  The child pins what it reads itself."""
+    global _HELD_LOCK
+    _HELD_LOCK = threading.Lock()
+    for fd in _HELD:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_pins)
+
+
 class CacheLimitError(OSError):
     """The cache cannot make room: everything in it is pinned."""
 

@@ -434,27 +434,25 @@ class ShardedDataset:
         return EpochOrder(self.lengths, self.seed, epoch, self.shuffle, self.shuffle_buffer)
 
 
-    def shard_schedule(self, epoch: int, start: int = 0) -> List[Tuple[int, int, int]]:
+    def shard_schedule(self, epoch: int, start: int = 0,
+                       whole_epoch: bool = False) -> List[Tuple[int, int, int]]:
         """(shard id, first batch, last batch) of each shard this rank's
         batches from ``start`` on may read, ordered by first batch: what a
-        cache of remote shards prefetches, and when a shard is finished."""
-        order = EpochOrder(self.lengths, self.seed, epoch, self.shuffle, self.shuffle_buffer)
-        m, n, b = self.samples_per_rank, self.total, self.batch_size
-        base = self.rank * m
-        end = base + (len(self) * b if self.drop_last else m)
+        cache of remote shards prefetches, and when a shard is finished.
+        ``whole_epoch``: for a run of the whole epoch (the next epoch), not
+        the current run."""
+        order = self.epoch_order(epoch)
+        split = (RunSplit([(0, self.total)], self.rank, self.world_size, self.uneven)
+                 if whole_epoch else self.run_split())
+        b = self.batch_size
+        read = split.per_rank // b * b if self.drop_last else split.per_rank
         spans: Dict[int, List[int]] = {}
-        p = base
-        while p < end:  # positions past n wrap to the start of the order (uneven="pad")
-            wrap = p // n * n
-            hi = min(end, wrap + n)
-            for sid, first, last in order.shard_spans(p - wrap, hi - wrap):
-                fb, lb = (first + wrap - base) // b, (last + wrap - base) // b
-                if lb >= start:
-                    span = spans.setdefault(sid, [fb, lb])
-                    span[0], span[1] = min(span[0], fb), max(span[1], lb)
-            p = hi
-        return sorted(((sid, max(fb, start), lb) for sid, (fb, lb) in spans.items()),
-                      key=lambda t: t[1])
+        for offset, lo, hi in split.slice_intervals(start * b, read):
+            for sid, first, last in order.shard_spans(lo, hi):
+                fb, lb = (offset + first - lo) // b, (offset + last - lo) // b
+                span = spans.setdefault(sid, [fb, lb])
+                span[0], span[1] = min(span[0], fb), max(span[1], lb)
+        return sorted(((sid, fb, lb) for sid, (fb, lb) in spans.items()), key=lambda t: t[1])
 
     # ---- reading
 
@@ -580,13 +578,10 @@ class ShardedDataset:
         plan = self.batch_plan(epoch, start, partition, partition_count)
         follower = follow_epoch(self, epoch, start)  # None unless shards go through a cache
         if self.loader_threads <= 1 and self.queue_size <= 1:
-<<<<<<< HEAD
-            batches = (self.build_batch(epoch, index, shard_ids, local)
-                       for index, shard_ids, local in plan)
+            batches = (self.build_batch(epoch, *planned) for planned in plan)
         else:
-            batches = data_loader(plan, lambda p: self.build_batch(epoch, *p),
-                                  worker_count=self.loader_threads, queue_size=self.queue_size,
-                                  ordered=True)
+            batches = build_in_order(plan, lambda p: self.build_batch(epoch, *p),
+                                     self.loader_threads, self.queue_size)
         try:
             for batch in batches:
                 yield batch
@@ -594,13 +589,6 @@ class ShardedDataset:
                     follower.handed_over(batch["index"])
         finally:
             batches.close()
-=======
-            for planned in plan:
-                yield self.build_batch(epoch, *planned)
-            return
-        yield from build_in_order(plan, lambda p: self.build_batch(epoch, *p),
-                                  self.loader_threads, self.queue_size)
->>>>>>> main
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         """This rank's remaining batches of the current epoch; the position

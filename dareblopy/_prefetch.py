@@ -40,7 +40,7 @@ def follow_epoch(dataset, epoch: int, start: int):
     if not sources:
         return None
     now = dataset.shard_schedule(epoch, start)
-    ahead = dataset.shard_schedule(epoch + 1, 0)
+    ahead = dataset.shard_schedule(epoch + 1, 0, whole_epoch=True)
     plans: Dict[int, Tuple[object, list]] = {}
     for sid, _, _ in now + ahead:
         if sid in sources:

@@ -29,6 +29,7 @@ class RemoteSource:
         self.cache = cache
         self.sha256 = sha256
         self._pin = None
+        self._pid = None
         self._lock = threading.Lock()  # two threads opening the shard pin it once
 
     @property
@@ -41,9 +42,11 @@ class RemoteSource:
         if self.cache is None:
             raise ValueError(f"{self.url}: reading the whole shard needs a cache "
                              f"(pass cache=ShardCache(directory, limit_bytes))")
+        self._after_fork()
         with self._lock:
             if self._pin is None:
                 path, self._pin = self.cache.acquire(self.obj, self.sha256)
+                self._pid = os.getpid()
                 return path
             return self.cache.path(self.cache.key(self.url))
 
@@ -73,10 +76,17 @@ class RemoteSource:
             fetch(entries)
 
     def release(self) -> None:
+        self._after_fork()
         with self._lock:
             if self._pin is not None:
                 self.cache.release(self._pin)
                 self._pin = None
+
+    def _after_fork(self) -> None:
+        """In a forked child the parent's pin (and maybe its held lock) are
+        not ours: start afresh."""
+        if self._pid is not None and self._pid != os.getpid():
+            self._lock, self._pin, self._pid = threading.Lock(), None, None
 
     def __getstate__(self):
         return {"obj": self.obj, "cache": self.cache, "sha256": self.sha256}
