@@ -33,6 +33,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from ._atomic import atomic_write
 from ._labels import name_label_lines
 from ._shuffle import permutation
+from ._source import manifest_hash_lines
 
 # Suffixes of files that are compressed already: deflating them again costs
 # an inflate on every read for well under 1% of size (Info-ZIP's zip -n).
@@ -290,9 +291,10 @@ def manifest_path(out: str) -> str:
 def write_manifest(out: str, paths: Sequence[str], groups: Sequence[Sequence[Item]],
                    classes: Optional[Sequence[str]],
                    seekable: Optional[Sequence[Tuple[str, str, str]]] = None) -> str:
-    """``shard<TAB>name<TAB>label<TAB>source`` per item, atomically.  With
-    --seekable-jpeg, a ``# seekable-jpeg`` line and one ``# kept-original``
-    line (shard, name, reason) per JPEG packed unchanged."""
+    """``shard<TAB>name<TAB>label<TAB>source`` per item, after a
+    ``# sha256`` line per shard, atomically.  With --seekable-jpeg, a
+    ``# seekable-jpeg`` line and one ``# kept-original`` line (shard, name,
+    reason) per JPEG packed unchanged."""
     target = manifest_path(out)
     with atomic_write(target, "w", encoding="utf-8") as fh:
         if classes:
@@ -302,6 +304,7 @@ def write_manifest(out: str, paths: Sequence[str], groups: Sequence[Sequence[Ite
                      + " ".join(SEEKABLE_SUFFIXES) + " files\n")
             for shard, name, why in seekable:
                 fh.write(f"# kept-original\t{shard}\t{name}\t{why}\n")
+        fh.writelines(manifest_hash_lines(paths))  # checked by remote caches (_source.py)
         fh.write("# shard\tname\tlabel\tsource\n")
         for path, group in zip(paths, groups):
             for item in group:
