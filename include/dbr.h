@@ -862,7 +862,7 @@ DBR_API int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n,
  * overlaps decoding and the compressed bytes never leave libdbr.  Failed
  * items' messages name the archive and the entry; an index past the end
  * is that item's DBR_E_ARG.  Safe to run concurrently with any other read
- * of zip. */
+ * of zip; the call holds its own reference to zip while it runs. */
 DBR_API int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n,
                                     const size_t *indices,
                                     const dbr_jpeg_options *opts,

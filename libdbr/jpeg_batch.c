@@ -100,13 +100,14 @@ static int load_member(const batch *b, size_t i, scratch *s, const void **data, 
     if (rc != DBR_OK || *data)
         return rc;
     if (s->cap < *len || !s->data) {
-        void *grown = malloc(*len ? *len : 1);
+        size_t cap = *len > s->cap * 2 ? *len : s->cap * 2; /* as load_entry grows */
+        void *grown = malloc(cap ? cap : 1);
         if (!grown)
             return dbr__fail(DBR_E_NOMEM, "out of memory reading member %zu of '%s' (%zu "
                              "bytes)", index, dbr_tar_path(b->tar), *len);
         free(s->data);
         s->data = grown;
-        s->cap = *len;
+        s->cap = cap;
     }
     *data = s->data;
     return dbr_tar_read(b->tar, index, s->data, s->cap, len);
@@ -264,14 +265,24 @@ int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n, const char *const *paths
     return run_batch(&b, n, dst, cap, threads);
 }
 
-/* Runs a batch of archive entries with a pool of per-worker buffers. */
+/* Runs a batch of archive entries with a pool of per-worker buffers.  The
+ * call holds its own reference to the archive: a close on another thread
+ * while the workers read only drops the caller's. */
 static int run_pooled(batch *b, size_t n, void *dst, size_t cap, int threads)
 {
     scratch_pool *pool = calloc(1, sizeof *pool);
     if (!pool)
         return dbr__fail(DBR_E_NOMEM, "JPEG batch: out of memory");
     b->pool = pool;
+    if (b->zip)
+        dbr_zip_retain(b->zip);
+    else
+        dbr_tar_retain(b->tar);
     int rc = run_batch(b, n, dst, cap, threads);
+    if (b->zip)
+        dbr_zip_close((dbr_zip *)b->zip);
+    else
+        dbr_tar_close((dbr_tar *)b->tar);
     for (size_t i = 0; i < pool->count; i++)
         free(pool->items[i].data);
     free(pool);
