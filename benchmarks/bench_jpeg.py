@@ -207,6 +207,20 @@ def bench_rrc():
         db.decode_jpeg_batch(blobs, out=out, size=(224, 224), crop="random", flip="random",
                              seed=seed, threads=1)
 
+    def ours_with(strict):
+        return lambda: db.decode_jpeg_batch(blobs, out=out, size=(224, 224), crop="random",
+                                            flip="random", seed=seed, threads=1, strict=strict)
+
+    # The crop-consistency rule's cost: the default looks for the scan's end
+    # marker below the crop (strict=False reads nothing below the crop and
+    # otherwise does the same work on valid files; strict=True entropy-
+    # decodes the rest of every image).
+    check_runs = interleaved_times({"default": ours, "no check": ours_with(False),
+                                    "strict": ours_with(True)}, repeats=REPEATS)
+    check_cost = paired_ratio(check_runs["default"], check_runs["no check"])
+    strict_cost = paired_ratio(check_runs["strict"], check_runs["no check"])
+    print(f"fused RRC, crop-consistency check: default / no check (strict=False) = "
+          f"{check_cost:.3f}x the time; strict=True / no check = {strict_cost:.3f}x")
     fns = {"dareblopy fused RRC (1 thread)": ours}
     if Image:
         def pillow():
@@ -236,7 +250,42 @@ def bench_rrc():
     base = "Pillow decode + resize(box) + flip" if Image else "dareblopy fused RRC (1 thread)"
     print_table(f"RandomResizedCrop 224 of {len(blobs)} photos 500x375, one thread", rows,
                 baseline=base, unit_label="per image")
-    return {"images_per_second": {k: len(blobs) / v for k, v in t.items()}}
+    return {"images_per_second": {k: len(blobs) / v for k, v in t.items()},
+            "crop_check_time_ratio": check_cost, "strict_time_ratio": strict_cost}
+
+
+def bench_entries():
+    """Shard to pixels: decode_jpeg_entries (C workers read the entries)
+    against read_many + decode_jpeg_batch (bytes through Python)."""
+    import zipfile
+    names = photos.write_photo_dir(os.path.join(DATA_DIR, "jpeg_500x375"), COUNT_RRC, (500, 375),
+                                   seed=500)
+    shard = os.path.join(DATA_DIR, "jpeg_500x375_stored.zip")
+    if not os.path.exists(shard):
+        with zipfile.ZipFile(shard + ".tmp", "w", zipfile.ZIP_STORED) as z:
+            for n in names:
+                z.write(n, os.path.basename(n))
+        os.replace(shard + ".tmp", shard)
+    out = np.empty((len(names), 224, 224, 3), np.uint8)
+    options = dict(out=out, size=(224, 224), crop="random", flip="random", seed=7, threads=1)
+    with db.open_zip_archive(shard) as archive:
+        entries = archive.namelist()
+        indices = list(range(len(entries)))
+        runs = interleaved_times({
+            "decode_jpeg_entries(archive, indices)":
+                lambda: db.decode_jpeg_entries(archive, indices, **options),
+            "read_many + decode_jpeg_batch":
+                lambda: db.decode_jpeg_batch(archive.read_many(entries, threads=1), **options),
+        }, repeats=REPEATS)
+    rows = [{"name": k, "seconds": statistics.median(v), "items": len(names)}
+            for k, v in runs.items()]
+    print_table(f"zip shard to pixels: RandomResizedCrop 224 of {len(names)} stored entries, "
+                f"one thread", rows, baseline="read_many + decode_jpeg_batch",
+                unit_label="per image")
+    ratio = paired_ratio(runs["read_many + decode_jpeg_batch"],
+                         runs["decode_jpeg_entries(archive, indices)"])
+    print(f"decode_jpeg_entries is {ratio:.3f}x as fast as read_many + decode_jpeg_batch")
+    return {"entries_speedup": ratio}
 
 
 def main():
@@ -248,7 +297,8 @@ def main():
             os.unlink(exe)
     batch = bench_batch(blobs)
     rrc = bench_rrc()
-    save_results("jpeg", {"single": single, "batch": batch, "rrc": rrc})
+    entries = bench_entries()
+    save_results("jpeg", {"single": single, "batch": batch, "rrc": rrc, "entries": entries})
 
 
 if __name__ == "__main__":

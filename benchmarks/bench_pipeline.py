@@ -12,7 +12,10 @@ same 2 cores:
 - OpenCV in 2 threads: entries read by dareblopy, cv2.imdecode + crop +
   cv2.resize + flip per sample in a thread pool;
 - dareblopy: image_classification_dataset over the zip shard, one C call
-  per batch (fused crop decode on 2 threads).
+  per batch (fused crop decode on 2 threads), with the shard mapped (the
+  default) and read with pread (``mmap=False``);
+- dareblopy in skip mode over a copy of the shard with 50 photos cut to
+  half their bytes: the cost per good image against the clean epoch.
 
 Each contender runs one warm-up epoch, then the median of timed epochs is
 reported as images/s, beside the raw decode limit: 2 threads of a plain C
@@ -23,19 +26,23 @@ import io
 import math
 import os
 import random
+import statistics
 import sys
 import zipfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import DATA_DIR, interleaved_medians, print_table, save_results  # noqa: E402
+from _common import (DATA_DIR, interleaved_times, paired_ratio, print_table,  # noqa: E402
+                     save_results)
 from photos import photo_set  # noqa: E402
 
 import dareblopy as db  # noqa: E402
 from dareblopy import _pack  # noqa: E402
 
 COUNT, WIDTH, HEIGHT, CLASSES, BATCH, SIZE = 1000, 500, 375, 10, 64, 224
+TRUNCATED = 50
+DAMAGED = f"dareblopy pipeline, skip mode, {TRUNCATED} photos truncated"
 
 
 def make_shard() -> str:
@@ -99,17 +106,27 @@ def main():
     label_list = [labels[f"{os.path.basename(shard)}/{n}"] for n in names]
     contenders = {}
 
-    dataset = db.image_classification_dataset(db.zip_shards([shard]), BATCH, size=SIZE,
-                                              train=True, labels=labels, threads=2, seed=1,
-                                              rank=0, world_size=1)
+    by_entry = {key.split("/", 1)[1]: label for key, label in labels.items()}
 
-    def dareblopy_epoch():
-        images = 0
-        for batch in dataset:
-            assert batch["data"].shape[1:] == (SIZE, SIZE, 3)
-            images += len(batch["labels"])
-        assert images == COUNT
-    contenders["dareblopy pipeline (1 C call/batch, 2 threads)"] = dareblopy_epoch
+    def pipeline(path, expected, **options):
+        # Labels by entry name, so the damaged copy of the shard has them too.
+        dataset = db.image_classification_dataset(db.zip_shards([path], **options), BATCH,
+                                                  size=SIZE, train=True,
+                                                  labels=lambda key: by_entry[key.split("/", 1)[1]],
+                                                  threads=2, seed=1, rank=0, world_size=1,
+                                                  on_error="skip")
+
+        def epoch():
+            images = 0
+            for batch in dataset:
+                assert batch["data"].shape[1:] == (SIZE, SIZE, 3)
+                images += len(batch["labels"])
+            assert images == expected, (images, expected)
+        return epoch
+    contenders["dareblopy pipeline (1 C call/batch, 2 threads)"] = pipeline(shard, COUNT)
+    contenders["dareblopy pipeline, mmap=False (pread)"] = pipeline(shard, COUNT, mmap=False)
+    damaged = damaged_shard(shard)
+    contenders[DAMAGED] = pipeline(damaged, COUNT - TRUNCATED)
 
     try:
         import torch
@@ -159,7 +176,8 @@ def main():
         print("  (opencv-python-headless not installed)")
 
     limit = decode_limit()
-    times = interleaved_medians(contenders, repeats=3, warmup=1)
+    runs = interleaved_times(contenders, repeats=5, warmup=1)
+    times = {k: statistics.median(v) for k, v in runs.items()}
     rows = [{"name": k, "seconds": v} for k, v in times.items()]
     baseline = "torch DataLoader(num_workers=2) + Pillow"
     if baseline not in times:
@@ -177,8 +195,35 @@ def main():
         print(f"\ndareblopy: {COUNT / ours:.0f} images/s = {COUNT / ours / limit:.2f}x the raw "
               f"whole-image decode limit ({limit:.0f} images/s on 2 threads); the fused crop "
               f"decodes only the blocks under each crop, at reduced DCT scale where it can")
+    ours_runs = runs["dareblopy pipeline (1 C call/batch, 2 threads)"]
+    nommap = paired_ratio(runs["dareblopy pipeline, mmap=False (pread)"], ours_runs)
+    # Per good image: the damaged epoch delivers COUNT - TRUNCATED images.
+    skip_cost = paired_ratio([t / (COUNT - TRUNCATED) for t in runs[DAMAGED]],
+                             [t / COUNT for t in ours_runs])
+    print(f"\nmmap=False / mmap=True epoch time (paired median): {nommap:.3f}")
+    print(f"skip mode, {TRUNCATED} of {COUNT} photos truncated: {skip_cost:.3f}x the clean "
+          f"epoch's time per good image (paired median), "
+          f"{COUNT - TRUNCATED} images delivered each epoch")
     save_results("pipeline", {"images_per_second": {k: COUNT / v for k, v in times.items()},
-                              "decode_limit_images_per_second": limit})
+                              "decode_limit_images_per_second": limit,
+                              "pread_over_mmap_epoch_time": nommap,
+                              "skip_cost_per_good_image": skip_cost})
+
+
+def damaged_shard(clean: str) -> str:
+    """The clean shard with TRUNCATED photos (spread evenly) cut to half
+    their bytes, as a download or copy that stopped early leaves them."""
+    out = os.path.join(DATA_DIR, "pipeline", f"damaged-{TRUNCATED}.zip")
+    if os.path.exists(out):
+        return out
+    with zipfile.ZipFile(clean) as z:
+        names = [n for n in z.namelist() if not n.endswith("/")]
+        cut = set(names[::len(names) // TRUNCATED][:TRUNCATED])
+        with db.ZipWriter(out, method="stored") as w:
+            for n in names:
+                data = z.read(n)
+                w.write(n, data[:len(data) // 2] if n in cut else data)
+    return out
 
 
 def decode_limit() -> float:

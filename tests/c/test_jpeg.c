@@ -1,6 +1,7 @@
 /* test_jpeg.c - the JPEG C API: header probe, sizes and buffer contracts,
  * pitch, YCCK (which Pillow cannot write), EXIF parsing in both byte
- * orders, crops and batches.  Fixtures are encoded here with libjpeg. */
+ * orders, crops, batches, archive entries and truncation.  Fixtures are
+ * encoded here with libjpeg. */
 #include "dbr.h"
 #include "internal.h"
 #include "check.h"
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 
@@ -323,6 +325,72 @@ static void test_resize_simd_equals_scalar(void)
                 }
 }
 
+/* Archive entries decode like the same bytes passed in memory; a truncated
+ * entry is refused whatever its crop (the rows below the crop are checked
+ * too), an index past the end fails alone, and messages name the entry. */
+static void test_entries_and_truncation(void)
+{
+    unsigned char *px = pattern(96, 80, 3);
+    unsigned long len;
+    unsigned char *jpg = encode(px, 96, 80, JCS_RGB, 3, JCS_YCbCr, 0, NULL, 0, &len);
+    char path[] = "/tmp/dbr_test_jpeg_entries_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    dbr_zip_writer *w;
+    CHECK_RC(dbr_zip_writer_open(path, &w), DBR_OK);
+    CHECK_RC(dbr_zip_writer_add(w, "a.jpg", jpg, len, DBR_ZIP_STORED, 0, 0), DBR_OK);
+    CHECK_RC(dbr_zip_writer_add(w, "cut.jpg", jpg, len / 2, DBR_ZIP_DEFLATE, 0, 0), DBR_OK);
+    CHECK_RC(dbr_zip_writer_add(w, "b.jpg", jpg, len, DBR_ZIP_DEFLATE, 6, 0), DBR_OK);
+    CHECK_RC(dbr_zip_writer_finish(w), DBR_OK);
+    dbr_zip_writer_free(w);
+    dbr_zip *zip;
+    CHECK_RC(dbr_zip_open(path, NULL, &zip), DBR_OK);
+
+    dbr_jpeg_crop crop;
+    memset(&crop, 0, sizeof crop);
+    crop.mode = DBR_CROP_BOX; /* the top-left corner: stops far above the cut */
+    crop.out_w = crop.out_h = 8;
+    crop.box_w = crop.box_h = 16;
+    enum { ITEM = 8 * 8 * 3 };
+    unsigned char out[4 * ITEM], ref[ITEM];
+    int statuses[4];
+    char messages[4 * 256];
+    dbr_jpeg_result r;
+    const size_t indices[4] = {0, 1, 2, 7};
+    CHECK_RC(dbr_jpeg_decode_entries(zip, 4, indices, NULL, &crop, 0, out, sizeof out, 2,
+                                     statuses, NULL, messages, 256), DBR_E_CORRUPT);
+    CHECK(statuses[0] == DBR_OK && statuses[1] == DBR_E_CORRUPT && statuses[2] == DBR_OK &&
+          statuses[3] == DBR_E_ARG);
+    CHECK(strstr(messages + 256, "cut.jpg") != NULL && strstr(messages + 256, "truncated"));
+    CHECK(strstr(messages + 3 * 256, "no entry 7") != NULL && messages[0] == '\0');
+    CHECK(strstr(dbr_last_error(), "batch item 1") != NULL);
+    CHECK_RC(dbr_jpeg_decode_crop(jpg, len, NULL, &crop, 0, ref, 0, sizeof ref, &r), DBR_OK);
+    CHECK(memcmp(out, ref, ITEM) == 0 && memcmp(out + 2 * ITEM, ref, ITEM) == 0);
+    /* The same cut bytes in memory: refused by crops and whole decodes alike,
+     * accepted by lenient mode, which fills the missing rows. */
+    CHECK_RC(dbr_jpeg_decode_crop(jpg, len / 2, NULL, &crop, 0, ref, 0, sizeof ref, &r),
+             DBR_E_CORRUPT);
+    dbr_jpeg_options o;
+    memset(&o, 0, sizeof o);
+    o.lenient = DBR_JPEG_LENIENT;
+    CHECK_RC(dbr_jpeg_decode_crop(jpg, len / 2, &o, &crop, 0, ref, 0, sizeof ref, &r), DBR_OK);
+    o.lenient = DBR_JPEG_STRICT;
+    CHECK_RC(dbr_jpeg_decode_crop(jpg, len / 2, &o, &crop, 0, ref, 0, sizeof ref, &r),
+             DBR_E_CORRUPT);
+    CHECK_RC(dbr_jpeg_decode_crop(jpg, len, &o, &crop, 0, ref, 0, sizeof ref, &r), DBR_OK);
+    o.lenient = 3;
+    CHECK_RC(dbr_jpeg_decode_crop(jpg, len, &o, &crop, 0, ref, 0, sizeof ref, &r), DBR_E_ARG);
+    CHECK_RC(dbr_jpeg_decode_entries(NULL, 1, indices, NULL, &crop, 0, out, sizeof out, 1, NULL,
+                                     NULL, NULL, 0), DBR_E_ARG);
+    CHECK_RC(dbr_jpeg_decode_entries(zip, 0, NULL, NULL, &crop, 0, NULL, 0, 1, NULL, NULL, NULL,
+                                     0), DBR_OK);
+    dbr_zip_close(zip);
+    unlink(path);
+    free(jpg);
+    free(px);
+}
+
 int main(void)
 {
     test_resize_simd_equals_scalar();
@@ -330,5 +398,6 @@ int main(void)
     test_ycck_equals_cmyk();
     test_exif();
     test_crops_and_batches();
+    test_entries_and_truncation();
     return check_report("test_jpeg");
 }

@@ -1,5 +1,5 @@
 /* Fuzz target: the header probe, the decoder (every format, scale, region,
- * orientation, strict and lenient) and the fused crop must reject bad
+ * orientation, each damage policy) and the fused crop must reject bad
  * input with a status, never crash, overrun or hang.  The first 4 bytes
  * choose the options; the rest is the JPEG. */
 #include "dbr.h"
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&o, 0, sizeof o);
     o.format = a & 3;
     o.fast = (a >> 2) & 1;
-    o.lenient = (a >> 3) & 1;
+    o.lenient = (a >> 3) & 1 ? DBR_JPEG_LENIENT : d & 0x80 ? DBR_JPEG_STRICT : DBR_JPEG_RECOVER;
     o.apply_orientation = (a >> 4) & 1;
     o.max_pixels = 1u << 20; /* keep each run small */
     o.max_scans = 64;

@@ -254,10 +254,14 @@ def test_info(photo):
 
 # ---- malformed input -------------------------------------------------------------
 
-def test_truncated_strict_and_lenient(jpeg):
+def test_truncated_refused_unless_lenient(jpeg):
+    # Refused by default (as Pillow refuses it) and in strict mode; lenient
+    # mode fills the missing rows and says so.
     for cut in (len(jpeg) // 3, len(jpeg) - 10, len(jpeg) - 2):
-        with pytest.raises(db.CorruptDataError, match="Premature end"):
+        with pytest.raises(db.CorruptDataError, match="Premature end.*truncated"):
             db.decode_jpeg(jpeg[:cut])
+        with pytest.raises(db.CorruptDataError, match="Premature end"):
+            db.decode_jpeg(jpeg[:cut], strict=True)
         img, warned = db.decode_jpeg(jpeg[:cut], strict=False)
         assert warned and img.shape == (375, 500, 3)
     img, warned = db.decode_jpeg(jpeg, strict=False)
@@ -386,6 +390,8 @@ def test_batch_plain_decode_and_per_index_failures(rng):
     broken[4] = b"nope"
     with pytest.raises(db.CorruptDataError, match="batch item 2"):
         db.decode_jpeg_batch(broken)
+    with pytest.raises(db.InvalidArgumentError, match="strict"):
+        db.decode_jpeg_batch(broken, strict="yes")
     out, status = db.decode_jpeg_batch(broken, strict=False)
     assert status.tolist() == [0, 0, 1, 0, db._lib.DBR_E_CORRUPT, 0]
     assert not out[4].any()
