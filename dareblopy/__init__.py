@@ -48,4 +48,6 @@ from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipSha
 from ._labels import labels_from_parent_dirs, read_label_file
 from ._dataset import IndexedSamples, ShardedDataset
 from ._pack import read_manifest_labels
+from ._mix import MixedDataset, mix
 from ._pipeline import image_batch_transform, image_classification_dataset
+from ._tar import TarArchive, TarShard, decode_jpeg_members, open_tar_archive, tar_shards

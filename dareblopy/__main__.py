@@ -38,7 +38,7 @@ def _positive(text: str) -> int:
 
 def add_pack(sub) -> None:
     p = sub.add_parser(
-        "pack", help="pack files into zip or TFRecord shards",
+        "pack", help="pack files into zip, TFRecord or WebDataset tar shards",
         description="SRC is a directory (packed as a tree, or as ImageFolder classes with "
                     "--labels imagefolder) or a list file of 'path label' lines, whose "
                     "labels are integers or class names (numbered in sorted order).")
@@ -46,7 +46,8 @@ def add_pack(sub) -> None:
     p.add_argument("out", metavar="OUT",
                    help="output file; with --shards N > 1, -0000i-of-0000N is added before "
                         "the extension (or use {shard} and {shards} in OUT)")
-    p.add_argument("--format", choices=["zip", "tfrecord"], default="zip")
+    p.add_argument("--format", choices=["zip", "tfrecord", "tar"], default="zip",
+                   help="tar: WebDataset shards (KEY.jpg + KEY.cls), read by webdataset")
     p.add_argument("--shards", type=_positive, default=1,
                    help="number of shards (at most one per file)")
     p.add_argument("--labels", choices=["none", "imagefolder"], default="none",

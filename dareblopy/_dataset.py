@@ -12,14 +12,15 @@ readers in :mod:`dareblopy._shards`.
 
 Splitting
 ---------
-Rank ``r`` of ``W`` takes the contiguous positions ``[r*M, (r+1)*M)``.
+The positions of the epoch that are still to be read are cut into one
+contiguous slice of ``M`` positions per rank (see :mod:`dareblopy._split`).
 With ``uneven="pad"`` (the default, as torch's DistributedSampler),
-``M = ceil(N / W)`` and positions past the end wrap around to the start of
-the epoch's order, so a few samples are read twice; with ``"drop"``,
-``M = N // W`` and the last ``N mod W`` positions are skipped this epoch.
-Every rank thus gets exactly ``M`` samples and the same number of batches,
-and when ``N`` is a multiple of ``W`` every sample is read exactly once per
-epoch in total.  A rank's batches are numbered ``0, 1, ...``; partition
+``M = ceil(N / W)`` and positions past the end wrap around to the start,
+so a few samples are read twice; with ``"drop"``, ``M = N // W`` and the
+last ``N mod W`` positions are skipped.  Every rank thus gets exactly ``M``
+samples and the same number of batches, and when ``N`` is a multiple of
+``W`` every sample is read exactly once per epoch in total.  A rank's
+batches are numbered ``0, 1, ...`` from the start of the run; partition
 ``p`` of ``K`` (one per torch DataLoader worker process) takes batches
 ``start + p, start + p + K, ...``, which is the round-robin order in which
 torch's DataLoader collects them, so the consumer sees batches in number
@@ -47,9 +48,14 @@ epoch.
 
 Resuming
 --------
-The state is ``(epoch, batches consumed)``, the same on every rank, plus the
-settings that shape the order (checked on load).  A batch counts as consumed
-once it has been handed to the caller.
+The state is the epoch and the positions of its order that no rank has
+consumed yet (a few intervals), the same on every rank, plus the settings
+that shape the order (checked on load).  A batch counts as consumed once it
+has been handed to the caller.  The state names no rank, world size,
+worker count or batch size, so a job may resume on any number of ranks and
+workers: the remaining positions are split afresh (elastic resumption).
+States saved before this format (``epoch`` and ``position`` only) load
+into the same setup.
 
 Bounded memory
 --------------
@@ -82,11 +88,12 @@ import numpy as np
 from ._errors import DbrError
 from ._labels import (Labels, label_of, labels_from_parent_dirs, name_label_lines,  # noqa: F401
                       read_label_file)
-from ._loader import data_loader
+from ._loader import build_in_order
 from ._order import BATCH_STREAM, EpochOrder, canonical_order
 from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipShard,  # noqa: F401
                       directory_shards, read_samples, tfrecord_shards, zip_shards)
 from ._shuffle import derive_seed
+from ._split import RunSplit, normalize
 
 __all__ = ["ShardedDataset", "IndexedSamples", "available_cpus"]
 
@@ -264,6 +271,8 @@ class ShardedDataset:
         if self.total == 0:
             raise ValueError("ShardedDataset: the shards hold no samples")
         self._leases = _Leases(self.shards, self.max_open_shards)
+        self.remaining = [(0, self.total)]  # positions of the epoch this run reads
+        self._split_cache: Optional[RunSplit] = None
 
     @property
     def worker_count(self) -> int:
@@ -302,10 +311,19 @@ class ShardedDataset:
         """Samples in all shards."""
         return self.total
 
+    def run_split(self) -> RunSplit:
+        """This rank's slice of the current run (see :mod:`dareblopy._split`)."""
+        split = self._split_cache
+        if split is None or split.remaining != self.remaining:
+            split = RunSplit(self.remaining, self.rank, self.world_size, self.uneven)
+            self._split_cache = split
+        return split
+
     @property
     def samples_per_rank(self) -> int:
-        n, w = self.total, self.world_size
-        return -(-n // w) if self.uneven == "pad" else n // w
+        """Samples this rank reads in the current run (a whole epoch unless
+        the run was resumed)."""
+        return self.run_split().per_rank
 
     def __len__(self) -> int:
         """Batches per epoch on each rank."""
@@ -318,54 +336,102 @@ class ShardedDataset:
         """Selects the epoch; a different epoch restarts at its first batch
         (the same one keeps a resumed position)."""
         if int(epoch) != self.epoch:
-            self.epoch, self.position = int(epoch), 0
+            self.start_epoch(int(epoch))
 
-    def _fingerprint(self) -> Dict[str, Any]:
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch, self.position, self.remaining = epoch, 0, [(0, self.total)]
+
+    def _order_fingerprint(self) -> Dict[str, Any]:
+        """The settings that shape an epoch's order: a state is only valid
+        for the same ones."""
         return {"num_samples": self.total, "num_shards": len(self.shards),
-                "world_size": self.world_size, "batch_size": self.batch_size,
                 "seed": self.seed, "shuffle": self.shuffle,
-                "shuffle_buffer": self.shuffle_buffer, "uneven": self.uneven,
-                "drop_last": self.drop_last}
+                "shuffle_buffer": self.shuffle_buffer}
+
+    def _setup_fingerprint(self) -> Dict[str, Any]:
+        """The settings that shape how a run is cut into batches (checked
+        only for states of the old format, which count batches)."""
+        return {"world_size": self.world_size, "batch_size": self.batch_size,
+                "uneven": self.uneven, "drop_last": self.drop_last}
+
+    def remaining_after(self, consumed: int) -> List[Tuple[int, int]]:
+        """The epoch's unread positions once every rank has consumed
+        ``consumed`` samples of this run (for :meth:`state_dict` and mixes)."""
+        return self.run_split().after(consumed)
 
     def state_dict(self) -> Dict[str, Any]:
-        """Where this epoch stands: restoring it restarts at the next
-        unconsumed batch.  Equal on every rank."""
-        return {"epoch": self.epoch, "position": self.position, **self._fingerprint()}
+        """Where this epoch stands: the positions that no rank has consumed
+        yet.  Equal on every rank, and loadable into any rank, world size and
+        worker count (see "Resuming" above)."""
+        consumed = min(self.position * self.batch_size, self.samples_per_rank)
+        return {"format": 2, "epoch": self.epoch,
+                "remaining": [list(iv) for iv in self.remaining_after(consumed)],
+                **self._order_fingerprint(),
+                # informational: where the saving run stood
+                "position": self.position, **self._setup_fingerprint()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        mine = self._fingerprint()
+    def check_state(self, state: Mapping[str, Any], old_format: bool = False) -> None:
+        """Raises ValueError unless ``state`` was saved for this dataset's
+        order (and, for the old format, for this setup)."""
+        mine = {**self._order_fingerprint(), **(self._setup_fingerprint() if old_format else {})}
         diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
         if diff:
             detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            extra = (" (a state saved before elastic resumption only loads into the same "
+                     "world size and batch size)" if old_format else "")
             raise ValueError(f"ShardedDataset.load_state_dict: the saved state is for a "
-                             f"different dataset or setup ({detail})")
-        position = int(state["position"])
-        if not 0 <= position <= len(self):
-            raise ValueError(f"ShardedDataset.load_state_dict: position {position} is not "
-                             f"in [0, {len(self)}]")
-        self.epoch, self.position = int(state["epoch"]), position
+                             f"different dataset or setup ({detail}){extra}")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continues the saved epoch with this dataset's rank, world size and
+        batch size: the unread positions are split across the ranks afresh."""
+        old_format = "remaining" not in state
+        self.check_state(state, old_format)
+        epoch = int(state["epoch"])
+        if old_format:
+            self.start_epoch(epoch)
+            position = int(state["position"])
+            if not 0 <= position <= len(self):
+                raise ValueError(f"ShardedDataset.load_state_dict: position {position} is "
+                                 f"not in [0, {len(self)}]")
+            self.position = position
+            return
+        self.resume_run(epoch, state["remaining"])
+        if len(self) == 0:  # nothing of the saved epoch is left for this world
+            self.start_epoch(epoch + 1)
+
+    def resume_run(self, epoch: int, remaining) -> None:
+        """Starts a run of ``epoch`` over its unread positions ``remaining``
+        (intervals, as in :meth:`state_dict`)."""
+        intervals = normalize(remaining)
+        if any(a < 0 or b > self.total for a, b in intervals):
+            raise ValueError(f"ShardedDataset.load_state_dict: remaining positions "
+                             f"{remaining!r} are outside the epoch's [0, {self.total})")
+        self.epoch, self.position, self.remaining = int(epoch), 0, intervals
 
     def _advance(self, batch_index: int) -> None:
         """Records that batch_index was handed over; an epoch that is
         complete rolls over to the next one."""
         self.position = batch_index + 1
         if self.position >= len(self):
-            self.epoch, self.position = self.epoch + 1, 0
+            self.start_epoch(self.epoch + 1)
 
     # ---- the plan of an epoch
 
     def batch_plan(self, epoch: int, start: int = 0, partition: int = 0,
                    partition_count: int = 1) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
-        """(batch number, shard ids, local indices) of this rank's batches
+        """(batch number, shard ids, local indices, seed key) of this rank's batches
         ``start + partition``, ``start + partition + partition_count``, ..."""
-        order = EpochOrder(self.lengths, self.seed, epoch, self.shuffle, self.shuffle_buffer)
-        m, n, b = self.samples_per_rank, self.total, self.batch_size
-        base = self.rank * m
+        order = self.epoch_order(epoch)
+        split, b = self.run_split(), self.batch_size
         for index in range(start + partition, len(self), partition_count):
-            lo = index * b
-            pos = np.arange(base + lo, base + min(lo + b, m), dtype=np.int64) % n
-            shard_ids, local = order.samples(pos)
-            yield index, shard_ids, local
+            positions = split.positions(index * b, (index + 1) * b)
+            shard_ids, local = order.samples(positions)
+            yield index, shard_ids, local, int(positions[0])
+
+    def epoch_order(self, epoch: int) -> EpochOrder:
+        return EpochOrder(self.lengths, self.seed, epoch, self.shuffle, self.shuffle_buffer)
+
 
     # ---- reading
 
@@ -385,12 +451,16 @@ class ShardedDataset:
         return f"{what}, epoch {epoch}"
 
     def build_batch(self, epoch: int, index: int, shard_ids: np.ndarray,
-                    local: np.ndarray) -> Dict[str, Any]:
+                    local: np.ndarray, seed_key: Optional[int] = None) -> Dict[str, Any]:
         """Reads and transforms one planned batch (one read or decode call
-        per shard it touches)."""
+        per shard it touches); ``seed_key`` (default: ``index``) seeds its
+        augmentations."""
         groups = self._groups(shard_ids.tolist(), local.tolist())
         from_shards = getattr(self.batch_transform, "from_shards", None)
-        seed = derive_seed(self.seed, epoch, BATCH_STREAM, self.rank * len(self) + index)
+        # Augmentations are seeded by where the batch starts in the epoch's
+        # order, so a resumed run (with the same world) repeats them exactly.
+        seed = derive_seed(self.seed, epoch, BATCH_STREAM,
+                           index if seed_key is None else seed_key)
         for s, _ in groups:
             self._leases.acquire(s)
         try:
@@ -486,16 +556,11 @@ class ShardedDataset:
             raise TypeError(f"iter_partition: unexpected arguments {sorted(deprecated)}")
         plan = self.batch_plan(epoch, start, partition, partition_count)
         if self.loader_threads <= 1 and self.queue_size <= 1:
-            for index, shard_ids, local in plan:
-                yield self.build_batch(epoch, index, shard_ids, local)
+            for planned in plan:
+                yield self.build_batch(epoch, *planned)
             return
-        loader = data_loader(plan, lambda p: self.build_batch(epoch, *p),
-                             worker_count=self.loader_threads, queue_size=self.queue_size,
-                             ordered=True)
-        try:
-            yield from loader
-        finally:
-            loader.close()
+        yield from build_in_order(plan, lambda p: self.build_batch(epoch, *p),
+                                  self.loader_threads, self.queue_size)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         """This rank's remaining batches of the current epoch; the position

@@ -168,6 +168,10 @@ class RecordParser:
         self.names = [f.name for f in self._features]
 
     def _add(self, name, spec, in_lists):
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"feature name {name!r} is not a str")
+        if "\0" in name:  # C would cut the name there and match another feature
+            raise InvalidArgumentError(f"feature name {name!r} contains a NUL character")
         if not hasattr(spec, "kind"):
             raise InvalidArgumentError(f"feature '{name}': {spec!r} is not a feature spec")
         f = _Feature(name, spec, in_lists)
@@ -392,6 +396,15 @@ def _varint(v: int) -> bytes:
     return bytes(out)
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _out_of_range(v: int):
+    """int64_list holds int64 values; TensorFlow raises ValueError too."""
+    raise InvalidArgumentError(
+        f"Value out of range: {v} (an int64 feature holds -2**63 .. 2**63-1)")
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field."""
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
@@ -405,6 +418,8 @@ def _feature(value) -> bytes:
         if value.dtype == np.uint8:
             value = [value.tobytes()]  # an image: one bytes value, the uint8 convention
         elif value.dtype.kind in "iub":
+            if value.dtype.kind == "u" and value.size and int(value.max()) > _INT64_MAX:
+                _out_of_range(int(value.max()))
             value = value.astype(np.int64).ravel()
         elif value.dtype.kind == "f":
             return _field(2, _field(1, value.astype("<f4").tobytes()))
@@ -420,7 +435,11 @@ def _feature(value) -> bytes:
                          for v in value)
         return _field(1, items)
     if all(isinstance(v, (int, np.integer, bool, np.bool_)) for v in value):
-        packed = b"".join(_varint(int(v)) for v in value)
+        ints = [int(v) for v in value]
+        for v in ints:
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                _out_of_range(v)
+        packed = b"".join(_varint(v) for v in ints)
         return _field(3, _field(1, packed) if value else b"")
     if all(isinstance(v, (int, float, np.integer, np.floating)) for v in value):
         return _field(2, _field(1, struct.pack(f"<{len(value)}f", *value)))

@@ -223,3 +223,16 @@ def data_loader(yielder: Iterable, collator: Optional[Callable[[Any], Any]] = No
     """
     return DataLoaderIterator(yielder, collator, iteration_count, worker_count,
                               queue_size, ordered)
+
+
+def build_in_order(plan: Iterable, build: Callable[[Any], Any], threads: int,
+                   queue_size: int) -> Iterator[Any]:
+    """``build(item)`` for every item of ``plan``, in plan order, on
+    ``threads`` threads with at most ``queue_size`` results in flight; the
+    threads stop when the caller stops iterating."""
+    loader = data_loader(plan, build, worker_count=max(1, threads),
+                         queue_size=max(1, queue_size), ordered=True)
+    try:
+        yield from loader
+    finally:
+        loader.close()

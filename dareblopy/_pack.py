@@ -11,8 +11,9 @@ Sources:
 
 Shards are zip archives (entries keep their relative names, so the labels of
 an ImageFolder pack are also recoverable from the names; no directory
-entries) or TFRecord files of Examples ``{"path": bytes, "data": bytes[,
-"label": int64]}``.  By default a zip entry is stored when its file is
+entries), TFRecord files of Examples ``{"path": bytes, "data": bytes[,
+"label": int64]}``, or WebDataset tar shards (``KEY.ext`` plus ``KEY.cls``
+for the label, see :func:`webdataset_names`).  By default a zip entry is stored when its file is
 already compressed (by suffix, as ``zip -n`` decides: JPEG, PNG, zip, gz,
 ...) and deflated otherwise.  Items are split into contiguous runs of equal
 size (within one), one per shard, after an optional shuffle fixed by
@@ -136,6 +137,66 @@ def _tfrecord_shard_writer(path: str, compression: str):
     return writer, add
 
 
+def webdataset_names(items: Sequence[Item]) -> List[Item]:
+    """Items renamed for a WebDataset tar: ``KEY.ext``, where KEY is the
+    name without its extension and with every other '.' turned into '_'
+    (webdataset's key runs to the first dot of the file name, so a dot in
+    the key would split the sample), and ext the lower-cased extension
+    (``bin`` when there is none).  Two items with one key are refused:
+    webdataset would merge them into one sample."""
+    renamed, seen = [], {}
+    for item in items:
+        folder, _, base = item.name.rpartition("/")
+        stem, dot, ext = base.rpartition(".")
+        if not dot or not stem:
+            stem, ext = base, "bin"
+        key = (folder + "/" if folder else "") + stem.replace(".", "_")
+        if key in seen:
+            raise ValueError(f"'{seen[key]}' and '{item.name}' would share the WebDataset "
+                             f"key '{key}'; rename one")
+        seen[key] = item.name
+        renamed.append(item._replace(name=f"{key}.{ext.lower()}"))
+    return renamed
+
+
+class _TarShardWriter:
+    """A WebDataset shard: each item as ``KEY.ext`` plus ``KEY.cls`` (its
+    label) when labelled, written by tarfile (as webdataset's TarWriter
+    does) into a file that appears at ``path`` only once complete."""
+
+    def __init__(self, path: str):
+        import tarfile
+        from ._atomic import AtomicFile
+        self._target = AtomicFile(path, "wb")
+        self._tar = tarfile.open(fileobj=self._target.file, mode="w",
+                                 format=tarfile.PAX_FORMAT)
+
+    def add(self, item: Item, data: bytes, mtime: float) -> None:
+        import io
+        import tarfile
+        members = [(item.name, data)]
+        if item.label is not None:
+            members.append((item.name.rsplit(".", 1)[0] + ".cls", str(item.label).encode()))
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(payload), mtime, 0o444
+            self._tar.addfile(info, io.BytesIO(payload))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            self._tar.close()
+        except BaseException:
+            self._target.discard()
+            raise
+        if exc_type is None:
+            self._target.commit()
+        else:
+            self._target.discard()
+
+
 def split(items: Sequence[Item], shards: int) -> List[List[Item]]:
     """Contiguous runs, one per shard, whose sizes differ by at most one;
     never more runs than items, so no shard is empty."""
@@ -148,19 +209,19 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
          shuffle: bool = False, seed: int = 0, method: str = "auto", level: int = 0,
          compression: str = "NONE", workers: int = 0, progress: bool = True,
          classes: Optional[Sequence[str]] = None) -> List[str]:
-    """Writes ``items`` into ``shards`` files of ``format`` ("zip" or
-    "tfrecord") plus the manifest; returns the shard paths.  Fewer than
+    """Writes ``items`` into ``shards`` files of ``format`` ("zip",
+    "tfrecord" or "tar") plus the manifest; returns the shard paths.  Fewer than
     ``shards`` files are written when there are fewer items than that (a
     shard holds at least one item); the names then count the real number.
     ``method`` is "auto" (stored for compressed suffixes, else deflate),
     "stored", "deflate" or "lz4"."""
     if shards < 1:
         raise ValueError(f"--shards must be at least 1 (got {shards})")
-    if format not in ("zip", "tfrecord"):
-        raise ValueError(f"unknown format {format!r}: use zip or tfrecord")
+    if format not in ("zip", "tfrecord", "tar"):
+        raise ValueError(f"unknown format {format!r}: use zip, tfrecord or tar")
     if method not in ("auto", "stored", "deflate", "lz4"):
         raise ValueError(f"unknown method {method!r}: use auto, stored, deflate or lz4")
-    items = list(items)
+    items = webdataset_names(items) if format == "tar" else list(items)
     if not items:
         raise ValueError("nothing to pack: the source holds no files")
     if shuffle:
@@ -176,6 +237,9 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
     def write_shard(path: str, group: List[Item]) -> None:
         if format == "zip":
             writer, add = _zip_shard_writer(path, method, level)
+        elif format == "tar":
+            writer = _TarShardWriter(path)
+            add = writer.add
         else:
             writer, add = _tfrecord_shard_writer(path, compression)
         with writer:

@@ -79,8 +79,11 @@ class ImageBatchTransform:
             direct = getattr(shard, "decode_jpegs", None)
             if direct is not None:
                 _, errors = direct(idx, **options)
-                outcomes += [err if err is not None else Sample(shard.name(i), None)
-                             for i, err in zip(idx, errors)]
+                labels = _shard_labels(shard, idx)
+                outcomes += [err if err is not None else
+                             label if isinstance(label, BaseException) else
+                             Sample(shard.name(i), None, label)
+                             for i, err, label in zip(idx, errors, labels)]
             else:
                 samples = read_samples(shard, idx, threads)
                 raws = [b"" if isinstance(s, BaseException) else s.data for s in samples]
@@ -89,6 +92,13 @@ class ImageBatchTransform:
                              s._replace(data=err) for s, err in zip(samples, errors)]
             start += len(idx)
         return out, outcomes
+
+
+def _shard_labels(shard, indices) -> list:
+    """The labels a shard that decodes directly knows (``labels_of``: tar
+    shards' ``cls`` members), else None for each sample."""
+    own = getattr(shard, "labels_of", None)
+    return own(indices) if own is not None else [None] * len(indices)
 
 
 def image_batch_transform(size: int = 224, train: bool = True, crop_fraction: float = 0.875,
@@ -111,7 +121,9 @@ def image_classification_dataset(
     ``"skipped"``.
 
     ``shards`` hold JPEG files (zip shards from ``dareblopy pack``,
-    directories, or TFRecord shards of pack's Examples).  ``labels`` maps
+    directories, TFRecord shards of pack's Examples, or WebDataset tar
+    shards, whose ``jpg`` members are decoded and whose ``cls`` members
+    are the labels).  ``labels`` maps
     sample names to classes (for example :func:`read_manifest_labels` or
     :func:`labels_from_parent_dirs`).  ``threads`` is the dataset's thread
     budget (0: every CPU this process may use).  Training shuffles,

@@ -12,7 +12,8 @@ The protocol (:class:`ShardReader`; subclassing is optional):
 - optional: ``read_samples(indices, threads)`` (:class:`Sample` s that carry
   their own name and label, as TFRecord Examples do), ``decode_jpegs``
   (entries decoded straight into a batch array, see
-  :mod:`dareblopy._pipeline`), ``sort_key`` (the canonical order of shards),
+  :mod:`dareblopy._pipeline`), ``labels_of(indices)`` (the labels a shard
+  that decodes directly carries, as tar shards' ``cls`` members do), ``sort_key`` (the canonical order of shards),
   ``damage`` (the error that cut the shard short, see below) and
   ``close()`` (releases handles; the reader reopens them on demand).
 
@@ -278,8 +279,8 @@ class ZipShard(ShardReader):
         return os.path.basename(self.path) + "\0" + self.path
 
     def read(self, indices: Sequence[int], threads: int = 1) -> List[Union[bytes, Exception]]:
-        archive = self.archive()
-        return _read_entries(archive, [self._indices[i] for i in indices], threads)
+        return self.archive().read_entries([self._indices[i] for i in indices], threads=threads,
+                                           errors="return")
 
     def decode_jpegs(self, indices: Sequence[int], **options):
         """Decodes the entries straight into a batch: C workers read each
@@ -302,12 +303,6 @@ class ZipShard(ShardReader):
 
     def __repr__(self) -> str:
         return f"ZipShard({self.path!r})"
-
-
-def _read_entries(archive, entries: List[int], threads: int) -> List[Union[bytes, Exception]]:
-    """Entries by central-directory index in one C call; each failure in
-    its place, with libdbr's own message for it (nothing is read twice)."""
-    return archive.read_entries(entries, threads=threads, errors="return")
 
 
 def zip_shards(paths: Sequence[PathLike], **options) -> List[ZipShard]:

@@ -14,6 +14,7 @@ import enum
 import operator
 import os
 import struct
+import threading
 import time
 import zlib
 from typing import List, Optional, Sequence
@@ -22,7 +23,7 @@ import numpy as np
 
 from ._atomic import AtomicFile, atomic_write
 from ._buffers import ArrayRecycler, encode_path, new_bytes
-from ._errors import InvalidArgumentError, UnsupportedError, check, error_from_code
+from ._errors import DbrError, InvalidArgumentError, UnsupportedError, check, error_from_code
 from ._example import RecordParser
 from ._ffi import ffi, lib
 from ._files import File
@@ -120,14 +121,39 @@ def index_path_for(path, cache_dir: Optional[str] = None) -> str:
 
 
 def _fresh(index_path, path, size) -> Optional[np.ndarray]:
+    """A cached index, if it still describes the file.  It must be newer
+    than the file's last change: its ctime, which every rewrite, copy with
+    preserved mtime or rename over the file sets to now (unlike the mtime,
+    which ``cp -p``, rsync or tar set to anything).  Its frames must tile
+    the file, and the first and last must start with valid headers of the
+    recorded lengths."""
     try:
-        if os.path.getmtime(index_path) < os.path.getmtime(path):
+        data = os.stat(path)
+        if os.stat(index_path).st_mtime_ns <= max(data.st_mtime_ns, data.st_ctime_ns):
             return None
         index = read_index(index_path)
     except (OSError, InvalidArgumentError):
         return None
     end = int(index[-1, 0] + index[-1, 1]) if len(index) else 0
-    return index if end == size else None  # plain files: the frames tile the file
+    if end != size:  # plain files: the frames tile the file
+        return None
+    return index if _frames_match(path, index[[0, -1]] if len(index) else index) else None
+
+
+def _frames_match(path, entries) -> bool:
+    """True when each (offset, frame length) holds a record header (its
+    length CRC checked) of that length."""
+    try:
+        f = File.open(path)
+    except (OSError, DbrError):
+        return False
+    with f:
+        size = ffi.new("size_t *")
+        for offset, length in entries.tolist():
+            rc = lib.dbr_tfrecord_read_at(f._h(), offset, 0, ffi.NULL, 0, size)
+            if rc not in (0, lib.DBR_E_TOO_SMALL) or size[0] + 16 != length:
+                return False
+    return True
 
 
 def load_index(path, compression=None, cache_dir: Optional[str] = None,
@@ -340,20 +366,23 @@ def _batch_size(n) -> int:
 
 class RecordYielderBasic:
     """Records of several files in order; ``next_n(n)`` returns up to n and
-    raises StopIteration when none are left."""
+    raises StopIteration when none are left.  Several threads may call it
+    (as ``data_loader`` workers do): each record goes to one of them."""
 
     def __init__(self, filenames: Sequence, compression=None):
         self._records = (r for name in filenames
                          for r in RecordReader(name, compression))
+        self._lock = threading.Lock()
 
     def next_n(self, n: int) -> List[bytes]:
         if _batch_size(n) == 0:
             return []
         batch = []
-        for r in self._records:
-            batch.append(r)
-            if len(batch) == n:
-                break
+        with self._lock:
+            for r in self._records:
+                batch.append(r)
+                if len(batch) == n:
+                    break
         if not batch:
             raise StopIteration
         return batch
@@ -362,7 +391,8 @@ class RecordYielderBasic:
         return self
 
     def __next__(self) -> bytes:
-        return next(self._records)
+        with self._lock:
+            return next(self._records)
 
 
 class _Plan:
@@ -387,10 +417,13 @@ class _Plan:
         self.offsets = np.ascontiguousarray(pairs[order, 0])
         self.lengths = np.ascontiguousarray(pairs[order, 1])
         self.pos = 0
+        self._lock = threading.Lock()
 
     def take(self, n):
-        s = slice(self.pos, min(self.pos + n, len(self.offsets)))
-        self.pos = s.stop
+        """The next n entries of the order (a slice); thread-safe."""
+        with self._lock:
+            s = slice(self.pos, min(self.pos + n, len(self.offsets)))
+            self.pos = s.stop
         return s
 
 
@@ -404,8 +437,13 @@ class _BufferShuffle:
         self._source = (r for k in order for r in RecordReader(filenames[k], compression))
         self._buffer = []
         self._size = max(1, int(buffer_size))
+        self._lock = threading.Lock()
 
     def next_n(self, n):
+        with self._lock:
+            return self._draw(n)
+
+    def _draw(self, n):
         out = []
         while len(out) < n:
             for r in self._source:

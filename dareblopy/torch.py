@@ -25,6 +25,7 @@ import torch  # noqa: F401  (registers torch.distributed for rank detection)
 from torch.utils import data as _data
 
 from ._dataset import IndexedSamples, ShardedDataset
+from ._mix import MixedDataset
 from ._shards import ShardReader
 
 __all__ = ["ShardedIterableDataset", "DataLoader", "ShardMapDataset"]
@@ -48,15 +49,16 @@ class _EpochState:
 
 
 class ShardedIterableDataset(_EpochState, _data.IterableDataset):
-    """A :class:`dareblopy.ShardedDataset` as a torch IterableDataset.
+    """A :class:`dareblopy.ShardedDataset` (or a :func:`dareblopy.mix` of
+    them) as a torch IterableDataset.
 
-    Pass a ShardedDataset, or shards, a batch size and ShardedDataset's
+    Pass a ShardedDataset or a mix, or shards, a batch size and ShardedDataset's
     keyword arguments.  Rank and world size come from torch.distributed
     when it is initialised (or pass ``rank=``/``world_size=``).  The
     worker split comes from ``torch.utils.data.get_worker_info()``."""
 
     def __init__(self, shards, batch_size: int = None, **kwargs):
-        if isinstance(shards, ShardedDataset):
+        if isinstance(shards, (ShardedDataset, MixedDataset)):
             if batch_size is not None or kwargs:
                 raise TypeError("ShardedIterableDataset: pass a ShardedDataset or its "
                                 "arguments, not both")
@@ -66,7 +68,7 @@ class ShardedIterableDataset(_EpochState, _data.IterableDataset):
                 raise TypeError("ShardedIterableDataset: batch_size is required")
             self.dataset = ShardedDataset(shards, batch_size, **kwargs)
 
-    def _sharded(self) -> ShardedDataset:
+    def _sharded(self):
         return self.dataset
 
     def __len__(self) -> int:

@@ -872,6 +872,19 @@ DBR_API int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n,
                                     dbr_jpeg_result *results, char *messages,
                                     size_t message_cap);
 
+/* The same for members of a tar (indices as in dbr_tar_entries): each
+ * member is decoded where it lies in the tar's mapping, without a copy
+ * (read into a worker's buffer when the tar uses pread).  Failed items'
+ * messages name the tar and the member. */
+DBR_API int dbr_jpeg_decode_tar(const dbr_tar *tar, size_t n,
+                                const size_t *indices,
+                                const dbr_jpeg_options *opts,
+                                const dbr_jpeg_crop *crop,
+                                uint64_t first_index, void *dst, size_t cap,
+                                int threads, int *statuses,
+                                dbr_jpeg_result *results, char *messages,
+                                size_t message_cap);
+
 /* ---- TFRecord and tf.train.Example ------------------------------------ */
 
 /* (crc32c.c, tfrecord.c, example.c) */

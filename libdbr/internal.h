@@ -193,6 +193,10 @@ uint64_t dbr__hash_bytes(const char *s, size_t n);
  * dbr__file_set_owner release callback). */
 void dbr__tar_release(void *tar);
 
+/* Member index's size, and where its bytes lie in the tar's mapping (*data
+ * NULL when the tar is read with pread: use dbr_tar_read). */
+int dbr__tar_member_bytes(const dbr_tar *tar, size_t index, const void **data, size_t *len);
+
 /* ---- TFRecord and Example (crc32c.c, tfrecord.c, example.c) ---- */
 
 /* The table-driven CRC-32C, whatever the CPU (tests compare the paths). */

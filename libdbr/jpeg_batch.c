@@ -28,7 +28,8 @@ typedef struct batch {
     const dbr_vfs *vfs;
     const char *const *paths; /* non-NULL: items are files */
     const dbr_zip *zip;
-    const size_t *indices;    /* non-NULL: items are entries of zip */
+    const dbr_tar *tar;
+    const size_t *indices;    /* non-NULL: items are entries of zip or tar */
     scratch_pool *pool;
     const dbr_jpeg_options *opts;
     const dbr_jpeg_crop *crop;
@@ -90,6 +91,27 @@ static int load_file(const batch *b, size_t i, dbr_file **file, const void **dat
     return dbr_file_read_all(*file, *owned, *len, &got);
 }
 
+/* A tar member: decoded where it lies in the tar's mapping (no copy), or
+ * read into the worker's buffer when the tar is read with pread. */
+static int load_member(const batch *b, size_t i, scratch *s, const void **data, size_t *len)
+{
+    size_t index = b->indices[i];
+    int rc = dbr__tar_member_bytes(b->tar, index, data, len);
+    if (rc != DBR_OK || *data)
+        return rc;
+    if (s->cap < *len || !s->data) {
+        void *grown = malloc(*len ? *len : 1);
+        if (!grown)
+            return dbr__fail(DBR_E_NOMEM, "out of memory reading member %zu of '%s' (%zu "
+                             "bytes)", index, dbr_tar_path(b->tar), *len);
+        free(s->data);
+        s->data = grown;
+        s->cap = *len;
+    }
+    *data = s->data;
+    return dbr_tar_read(b->tar, index, s->data, s->cap, len);
+}
+
 /* Reads (and CRC-checks) an archive entry into the worker's buffer. */
 static int load_entry(const batch *b, size_t i, scratch *s, size_t *len)
 {
@@ -121,6 +143,7 @@ static void name_failure(const batch *b, size_t i, int rc)
     char name[512], detail[512];
     const char *own; /* what the detail would contain if it names the item */
     dbr_zip_entry e;
+    dbr_tar_entry te;
     if (b->paths) {
         own = b->paths[i];
         snprintf(name, sizeof name, "%s", own);
@@ -128,6 +151,10 @@ static void name_failure(const batch *b, size_t i, int rc)
                dbr_zip_entries(b->zip, b->indices[i], 1, &e) == DBR_OK) {
         own = e.name;
         snprintf(name, sizeof name, "%s:%s", dbr_zip_path(b->zip), own);
+    } else if (b->tar && b->indices[i] < dbr_tar_count(b->tar) &&
+               dbr_tar_entries(b->tar, b->indices[i], 1, &te) == DBR_OK) {
+        own = te.name;
+        snprintf(name, sizeof name, "%s:%s", dbr_tar_path(b->tar), own);
     } else {
         return; /* bytes carry no name; a bad index is named by its detail */
     }
@@ -155,6 +182,9 @@ static void decode_one(void *ctx, size_t i)
         s = take(b->pool);
         rc = load_entry(b, i, &s, &len);
         data = s.data;
+    } else if (b->tar) {
+        s = take(b->pool);
+        rc = load_member(b, i, &s, &data, &len);
     } else {
         data = b->srcs[i];
         len = b->lens[i];
@@ -167,7 +197,7 @@ static void decode_one(void *ctx, size_t i)
         name_failure(b, i, rc);
     free(owned);
     dbr_file_close(file);
-    if (b->zip)
+    if (b->zip || b->tar)
         give_back(b->pool, s);
     if (rc != DBR_OK)
         memset(slot, 0, b->item_bytes);
@@ -234,6 +264,20 @@ int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n, const char *const *paths
     return run_batch(&b, n, dst, cap, threads);
 }
 
+/* Runs a batch of archive entries with a pool of per-worker buffers. */
+static int run_pooled(batch *b, size_t n, void *dst, size_t cap, int threads)
+{
+    scratch_pool *pool = calloc(1, sizeof *pool);
+    if (!pool)
+        return dbr__fail(DBR_E_NOMEM, "JPEG batch: out of memory");
+    b->pool = pool;
+    int rc = run_batch(b, n, dst, cap, threads);
+    for (size_t i = 0; i < pool->count; i++)
+        free(pool->items[i].data);
+    free(pool);
+    return rc;
+}
+
 int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n, const size_t *indices,
                             const dbr_jpeg_options *opts, const dbr_jpeg_crop *crop,
                             uint64_t first_index, void *dst, size_t cap, int threads,
@@ -243,15 +287,22 @@ int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n, const size_t *indices,
     if (!zip || (n && !indices))
         return dbr__fail(DBR_E_ARG, "dbr_jpeg_decode_entries: zip and indices must not be "
                          "NULL");
-    scratch_pool *pool = calloc(1, sizeof *pool);
-    if (!pool)
-        return dbr__fail(DBR_E_NOMEM, "dbr_jpeg_decode_entries: out of memory");
-    batch b = {.zip = zip, .indices = indices, .pool = pool, .opts = opts, .crop = crop,
+    batch b = {.zip = zip, .indices = indices, .opts = opts, .crop = crop,
                .first_index = first_index, .statuses = statuses, .results = results,
                .messages = messages, .message_cap = message_cap};
-    int rc = run_batch(&b, n, dst, cap, threads);
-    for (size_t i = 0; i < pool->count; i++)
-        free(pool->items[i].data);
-    free(pool);
-    return rc;
+    return run_pooled(&b, n, dst, cap, threads);
+}
+
+int dbr_jpeg_decode_tar(const dbr_tar *tar, size_t n, const size_t *indices,
+                        const dbr_jpeg_options *opts, const dbr_jpeg_crop *crop,
+                        uint64_t first_index, void *dst, size_t cap, int threads,
+                        int *statuses, dbr_jpeg_result *results, char *messages,
+                        size_t message_cap)
+{
+    if (!tar || (n && !indices))
+        return dbr__fail(DBR_E_ARG, "dbr_jpeg_decode_tar: tar and indices must not be NULL");
+    batch b = {.tar = tar, .indices = indices, .opts = opts, .crop = crop,
+               .first_index = first_index, .statuses = statuses, .results = results,
+               .messages = messages, .message_cap = message_cap};
+    return run_pooled(&b, n, dst, cap, threads);
 }

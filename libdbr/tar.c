@@ -737,23 +737,37 @@ static int file_member(const dbr_tar *tar, size_t index, const tmember **out)
     return DBR_OK;
 }
 
-int dbr_tar_read(const dbr_tar *tar, size_t index, void *dst, size_t cap, size_t *out_len)
+int dbr__tar_member_bytes(const dbr_tar *tar, size_t index, const void **data, size_t *len)
 {
-    if (!tar || !out_len || (!dst && cap))
-        return dbr__fail(DBR_E_ARG, "dbr_tar_read: NULL argument");
-    const tmember *m;
+    const tmember *m = NULL;
     int rc = file_member(tar, index, &m);
     if (rc != DBR_OK)
         return rc;
     if (m->size > SIZE_MAX)
         return dbr__fail(DBR_E_LIMIT, "tar '%s' member '%s' is too large for memory",
                          tar->path, member_name(tar, m));
-    *out_len = (size_t)m->size;
-    if (cap < m->size)
-        return dbr__fail(DBR_E_TOO_SMALL, "tar '%s' member '%s' needs %llu bytes, the buffer "
-                         "has %zu", tar->path, member_name(tar, m),
-                         (unsigned long long)m->size, cap);
-    rc = read_at(tar, dst, (size_t)m->size, m->data, "member data");
+    *len = (size_t)m->size;
+    *data = tar->bytes ? tar->bytes + m->data : NULL; /* inside the file: checked at open */
+    return DBR_OK;
+}
+
+int dbr_tar_read(const dbr_tar *tar, size_t index, void *dst, size_t cap, size_t *out_len)
+{
+    if (!tar || !out_len || (!dst && cap))
+        return dbr__fail(DBR_E_ARG, "dbr_tar_read: NULL argument");
+    const void *mapped;
+    int rc = dbr__tar_member_bytes(tar, index, &mapped, out_len);
+    if (rc != DBR_OK)
+        return rc;
+    const tmember *m = &tar->members[index];
+    if (cap < *out_len)
+        return dbr__fail(DBR_E_TOO_SMALL, "tar '%s' member '%s' needs %zu bytes, the buffer "
+                         "has %zu", tar->path, member_name(tar, m), *out_len, cap);
+    if (mapped) {
+        memcpy(dst, mapped, *out_len);
+        return DBR_OK;
+    }
+    rc = read_at(tar, dst, *out_len, m->data, "member data");
     if (rc != DBR_OK)
         return dbr__fail(rc, "tar '%s' member '%s': %s", tar->path, member_name(tar, m),
                          dbr_last_error());
@@ -797,7 +811,7 @@ int dbr_tar_open_entry(const dbr_tar *tar, size_t index, dbr_file **out)
     if (!tar || !out)
         return dbr__fail(DBR_E_ARG, "dbr_tar_open_entry: NULL argument");
     *out = NULL;
-    const tmember *m;
+    const tmember *m = NULL;
     int rc = file_member(tar, index, &m);
     if (rc != DBR_OK)
         return rc;

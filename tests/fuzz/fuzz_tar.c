@@ -1,7 +1,8 @@
 /* Fuzz target: the tar reader over arbitrary bytes - header checksums,
  * octal and base-256 numbers, pax records, GNU long names, the ustar
  * prefix - then reads, the saved index loaded back, and the VFS mount.
- * The reader needs a path, so the input goes to a temporary file.
+ * The reader needs a path, so the input goes to a temporary file (removed
+ * after each run).
  * Anything may fail, cleanly: no crash, no sanitizer report, no hang, no
  * allocation past the limits. */
 #include "internal.h"
@@ -30,8 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     opts.max_header_size = 1 << 16;
     opts.max_members = 1 << 12;
     dbr_tar *tar = NULL;
-    if (dbr_tar_open(path, &opts, &tar) != DBR_OK)
+    if (dbr_tar_open(path, &opts, &tar) != DBR_OK) {
+        unlink(path);
         return 0;
+    }
     static unsigned char buf[1 << 16];
     size_t count = dbr_tar_count(tar);
     for (size_t i = 0; i < count && i < 64; i++) {
@@ -73,5 +76,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     dbr_vfs_free(vfs);
     dbr_tar_close(tar);
+    unlink(path);
     return 0;
 }

@@ -554,18 +554,12 @@ def data_loader_in_order(db):
 
 
 @case
-def data_loader_workers(db):
-    y = db.RecordYielderBasic(PLAIN)
-
-    def source():
-        while True:
-            try:
-                yield y.next_n(30)
-            except StopIteration:
-                return
-    loader = db.data_loader(source(), worker_count=3, queue_size=4)
-    got = list(loader)
-    return [sorted(len(b) for b in got), Unordered([r for b in got for r in b])]
+def data_loader_workers_share_a_yielder(db):
+    # 0.0.5's workers call next() on one yielder from several threads
+    basic = db.data_loader(db.RecordYielderBasic(PLAIN), worker_count=3, queue_size=4)
+    shuffled = db.data_loader(db.RecordYielderRandomized(PLAIN, 16, 0, 0), worker_count=3,
+                              queue_size=4)
+    return [Unordered(list(basic)), Unordered(list(shuffled))]
 
 
 @case

@@ -287,3 +287,33 @@ def test_parallel_batch_equals_serial():
         assert a.tobytes() == b.tobytes()
     assert par[1].tolist() == list(range(64))
     assert (par[0][:, 3, 3] == np.arange(64)).all()
+
+
+# ---- edges (issue 10 item 4)
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 + 5, -2**63 - 1, [1, 2**70],
+                                   np.array([2**63], np.uint64)])
+def test_out_of_range_int_raises_like_tensorflow(tf, value):
+    with pytest.raises(ValueError, match="out of range"):
+        tf.train.Int64List(value=value if isinstance(value, (list, np.ndarray)) else [value])
+    with pytest.raises(ValueError, match="out of range"):
+        db.serialize_example({"x": value})
+
+
+def test_int64_extremes_round_trip(tf):
+    values = [2**63 - 1, -2**63, 0, -1]
+    rec = db.serialize_example({"x": values, "u": np.array([2**63 - 1], np.uint64)})
+    ex = tf.train.Example.FromString(rec)
+    assert list(ex.features.feature["x"].int64_list.value) == values
+    parsed = db.RecordParser({"x": db.FixedLenFeature([4], db.int64)}).parse_single_example(rec)
+    assert parsed[0].tolist() == values
+
+
+@pytest.mark.parametrize("name", ["a\0b", "\0", "label\0"])
+def test_feature_name_with_nul_is_refused(name):
+    rec = db.serialize_example({"a": 1, "label": 2})
+    with pytest.raises(ValueError, match="NUL"):
+        db.RecordParser({name: db.FixedLenFeature([], db.int64)})
+    # the prefix before the NUL is an existing feature that must not be matched silently
+    assert db.RecordParser({"a": db.FixedLenFeature([], db.int64)}).parse_single_example(rec)[0] == 1

@@ -45,7 +45,7 @@ def run_peer(fixtures, out, names=()):
     """Runs cases in DareBlopy 0.0.5; returns (returncode, results or None)."""
     proc = subprocess.run([PEER, CALLS, fixtures, out] + list(names), env=peer_env(),
                           cwd=fixtures, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=300)
+                          timeout=120)
     if proc.returncode != 0:
         return proc.returncode, proc.stderr.decode(errors="replace")
     with open(out, "rb") as fh:

@@ -62,7 +62,10 @@ def _jpeg(path, width, height, seed):
 
 
 def make_readme_data(folder):
-    """The files the README's blocks open, under the names they use."""
+    """The files the README's blocks open, under the names they use:
+    JPEGs in images/, data/ and photos/<class>/, blob.bin, train.zip, the
+    eight zip shards and manifest of `dareblopy pack photos/ train.zip
+    --shards 8`, and two WebDataset tar shards shard-00000N.tar."""
     from dareblopy import _pack
     cwd = os.getcwd()
     os.chdir(folder)
@@ -80,6 +83,10 @@ def make_readme_data(folder):
         # manifest) that `dareblopy pack photos/ train.zip --shards 8` makes.
         _pack.pack(items, "train.zip", progress=False, classes=classes)
         _pack.pack(items, "train.zip", shards=8, shuffle=True, progress=False,
+                   classes=classes)
+        # WebDataset tar shards for the tar section (`dareblopy pack photos/
+        # shard-{shard:06d}.tar --format tar --labels imagefolder --shards 2`).
+        _pack.pack(items, "shard-{shard:06d}.tar", format="tar", shards=2, progress=False,
                    classes=classes)
     finally:
         os.chdir(cwd)

@@ -100,3 +100,20 @@ def test_mode_l_keeps_a_channel_axis(jpeg, readme):
     assert gray.shape == (240, 320, 1)
     pillow = np.asarray(Image.open(io.BytesIO(jpeg)).convert("L"))
     assert pillow.shape == gray.shape[:2]
+
+
+def test_command_line_examples_parse(readme):
+    """Each `dareblopy ...` line of the command-line section names real
+    subcommands and flags (the commands themselves run in test_cli)."""
+    import shlex
+
+    from dareblopy.__main__ import build_parser
+    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for block in re.findall(r"```sh\n(.*?)```", section, re.S)
+             for ln in block.splitlines() if ln.startswith("dareblopy ")]
+    assert len(lines) >= 5
+    parser = build_parser()
+    for line in lines:
+        words = shlex.split(re.split(r"[|>]", line)[0], comments=True)
+        args = parser.parse_args(words[1:])  # exits (failing the test) on a bad flag
+        assert args.command == words[1]

@@ -444,3 +444,73 @@ def test_writer_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "m.tfrecord").st_mode & 0o777 == 0o640
+
+
+# ---- index staleness and next_n counts (issue 10 item 4)
+
+
+def test_index_not_trusted_after_same_size_rewrite_with_older_mtime(tmp_path):
+    path = tmp_path / "r.tfrecord"
+    path.write_bytes(frame(b"a" * 10) + frame(b"b" * 10))
+    assert len(db.RecordReader(path)) == 2
+    assert (tmp_path / "r.tfrecord.idx").exists()
+    before = os.stat(path)
+    # Same size, other framing (one record of 36 bytes), an mtime in the past:
+    # what `cp -p`, rsync or tar can leave behind.
+    path.write_bytes(frame(b"c" * 36))
+    assert os.path.getsize(path) == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns - 10**9 * 3600))
+    assert db.load_index(path).tolist() == [[0, 52]]
+    assert len(db.RecordReader(path)) == 1
+    assert list(db.RecordReader(path)) == [b"c" * 36]
+
+
+def test_index_headers_are_checked_even_when_timestamps_look_fresh(tmp_path):
+    path = tmp_path / "r.tfrecord"
+    path.write_bytes(frame(b"a" * 10) + frame(b"b" * 10))
+    db.load_index(path)
+    path.write_bytes(frame(b"c" * 36))
+    future = os.stat(path).st_ctime_ns + 10**9 * 3600
+    os.utime(str(path) + ".idx", ns=(future, future))  # the cache claims to be newer
+    assert db.load_index(path).tolist() == [[0, 52]]
+
+
+def test_fresh_index_is_reused(tmp_path, monkeypatch):
+    path = tmp_path / "r.tfrecord"
+    path.write_bytes(frame(b"a" * 10) + frame(b"b" * 10))
+    first = db.load_index(path)
+    later = os.stat(path).st_ctime_ns + 10**9
+    os.utime(str(path) + ".idx", ns=(later, later))
+    import dareblopy._tfrecord as tfr
+    monkeypatch.setattr(tfr, "build_index", lambda *a, **k: pytest.fail("index rebuilt"))
+    assert db.load_index(path).tolist() == first.tolist()
+
+
+@pytest.mark.parametrize("kind", ["basic", "randomized", "parsed"])
+def test_next_n_counts(tmp_path, kind):
+    names = _files(tmp_path, n_files=2, per=5)
+    parser = db.RecordParser({"id": db.FixedLenFeature([], db.int64)})
+    y = {"basic": lambda: db.RecordYielderBasic(names),
+         "randomized": lambda: db.RecordYielderRandomized(names, 8, 1, 0),
+         "parsed": lambda: db.ParsedRecordYielderRandomized(parser, names, 8, 1, 0)}[kind]()
+    size = (lambda b: len(b[0])) if kind == "parsed" else len
+    assert size(y.next_n(0)) == 0
+    for bad in (-1, -100):
+        with pytest.raises(ValueError, match=">= 0"):
+            y.next_n(bad)
+    assert size(y.next_n(3)) == 3
+    assert size(y.next_n(0)) == 0
+    assert size(y.next_n(100)) == 7  # what is left
+    assert size(y.next_n(0)) == 0
+    with pytest.raises(StopIteration):
+        y.next_n(1)
+
+
+def test_buffer_of_one_keeps_file_order(tmp_path):
+    names = _files(tmp_path, n_files=3, per=6)
+    for seed in range(4):
+        got = _ids(db.RecordYielderRandomized(names, 1, seed, 0).next_n(100))
+        blocks = [got[i:i + 6] for i in range(0, 18, 6)]
+        assert sorted(b[0] // 100 for b in blocks) == [0, 1, 2]
+        for b in blocks:  # each file whole and in order; the files in a seeded order
+            assert b == list(range(b[0], b[0] + 6))

@@ -101,15 +101,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_read_the_dataset_exactly_once(tree, tmp_path):
-    out = tmp_path / "gathered.json"
+def run_gloo_ranks(tree, out, world, *args):
+    """Runs dist_worker.py as `world` gloo ranks; returns what rank 0 gathered."""
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-           "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+           "WORLD_SIZE": str(world), "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "dist_worker.py"),
-                               str(tree), str(out)],
+                               str(tree), str(out), *map(str, args)],
                               env={**env, "RANK": str(r)}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
-             for r in range(2)]
+             for r in range(world)]
     logs = []
     try:
         for p in procs:
@@ -118,11 +118,38 @@ def test_two_gloo_ranks_read_the_dataset_exactly_once(tree, tmp_path):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)
-    ranks = json.loads(out.read_text())
+    assert [p.returncode for p in procs] == [0] * world, "\n".join(logs)
+    return json.loads(out.read_text())
+
+
+def test_two_gloo_ranks_read_the_dataset_exactly_once(tree, tmp_path):
+    ranks = run_gloo_ranks(tree, tmp_path / "gathered.json", 2)
     assert [r["rank"] for r in ranks] == [0, 1] and {r["world"] for r in ranks} == {2}
     assert ranks[0]["batches"] == ranks[1]["batches"] == ranks[0]["len"] == 9
     counts = collections.Counter(k for r in ranks for k in r["keys"])
     assert sorted(counts) == sorted(f"{c}/{i:02d}" for c in "ab" for i in range(35))
     assert set(counts.values()) == {1}
     assert ranks[0]["state"] == ranks[1]["state"]
+
+
+def test_elastic_resume_from_2x2_to_3x1_gloo_ranks(tree, tmp_path):
+    """2 ranks x 2 DataLoader workers read part of an epoch and save; 3 ranks
+    x 1 worker load that state and finish the epoch: every sample of the
+    epoch is seen exactly once across the two runs."""
+    first = run_gloo_ranks(tree, tmp_path / "first.json", 2, 2, 3)  # 3 batches of 4
+    assert [r["batches"] for r in first] == [3, 3]
+    assert first[0]["state"] == first[1]["state"]
+    state_path = tmp_path / "state.json"
+    state_path.write_text(json.dumps(first[0]["state"]))
+    second = run_gloo_ranks(tree, tmp_path / "second.json", 3, 1, 0, state_path)
+    assert len({r["batches"] for r in second}) == 1  # every rank the same count
+    assert second[0]["state"]["epoch"] == 1  # the epoch was finished
+    seen = collections.Counter(k for run in (first, second) for r in run for k in r["keys"])
+    # 70 samples: 24 read first, 46 left for 3 ranks = 16 each with 2 padded
+    expected = sorted(f"{c}/{i:02d}" for c in "ab" for i in range(35))
+    assert sorted(seen) == expected
+    assert sum(seen.values()) == 24 + 3 * 16
+    repeated = [k for k, n in seen.items() if n > 1]
+    assert len(repeated) == 2 and all(seen[k] == 2 for k in repeated)
+    second_keys = [k for r in second for k in r["keys"]]
+    assert all(k in second_keys[:2] for k in repeated)  # padding repeats the run's start

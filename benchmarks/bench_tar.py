@@ -1,0 +1,140 @@
+"""WebDataset tar shards: the image pipeline on tar vs the same pipeline on
+zip vs webdataset's own pipeline.
+
+The photos of bench_pipeline.py (1000 real photographs of 500x375 in 10
+classes) are packed by ``dareblopy pack`` into 4 stored zip shards and into
+4 WebDataset tar shards (``KEY.jpg`` + ``KEY.cls``; webdataset reads them
+back).  Each contender makes uint8 NHWC batches of 64 at 224x224 with a
+random-resized crop (torchvision's RandomResizedCrop: scale (0.08, 1), ratio
+(3/4, 4/3)) and a random horizontal flip, plus int64 labels, on 2 cores:
+
+- webdataset: WebDataset over the tar shards, shuffle buffer, Pillow decode
+  + crop/resize + flip per sample, batched, in a WebLoader with 2 workers
+  (the shards split between them): the usual WebDataset recipe;
+- dareblopy on zip: image_classification_dataset(zip_shards(...)) with
+  labels from the pack manifest;
+- dareblopy on tar: image_classification_dataset(tar_shards(...)), labels
+  from the ``cls`` members.
+
+One warm-up epoch each, then the median of interleaved timed epochs.  The
+ratios the tar reader aims for: tar >= 0.95x zip, and >= 3x webdataset."""
+import io
+import os
+import random
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import (DATA_DIR, interleaved_times, paired_ratio, print_table,  # noqa: E402
+                     save_results)
+from bench_pipeline import (BATCH, COUNT, HEIGHT, SIZE, WIDTH, make_shard,  # noqa: E402
+                            random_resized_box)
+
+import dareblopy as db  # noqa: E402
+from dareblopy import _pack  # noqa: E402
+
+SHARDS = 4
+
+
+def make_shards():
+    """4 stored zip shards and 4 tar shards of the same photos, same order."""
+    make_shard()  # writes the ImageFolder tree of bench_pipeline
+    tree = os.path.join(DATA_DIR, "pipeline", "imagefolder")
+    out = {}
+    for fmt, ext in (("zip", "zip"), ("tar", "tar")):
+        target = os.path.join(DATA_DIR, "tar_bench", f"train.{ext}")
+        paths = _pack.shard_paths(target, SHARDS)
+        if not all(os.path.exists(p) for p in paths) or not os.path.exists(
+                _pack.manifest_path(target)):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            items, classes = _pack.imagefolder_items(tree)
+            _pack.pack(items, target, format=fmt, shards=SHARDS, method="stored",
+                       progress=False, classes=classes)
+        out[fmt] = (target, paths)
+    return out
+
+
+def webdataset_loader(paths):
+    import torch
+    import webdataset as wds
+    from PIL import Image
+    torch.set_num_threads(1)
+
+    def augment(sample):
+        jpg, cls = sample
+        rng = random.Random()
+        img = Image.open(io.BytesIO(jpg)).convert("RGB")
+        x, y, w, h = random_resized_box(rng, *img.size)
+        img = img.resize((SIZE, SIZE), Image.BILINEAR, box=(x, y, x + w, y + h))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        return np.asarray(img), int(cls)
+
+    def collate(samples):
+        images, labels = zip(*samples)
+        return np.stack(images), np.array(labels, dtype=np.int64)
+
+    dataset = (wds.WebDataset(paths, shardshuffle=False, empty_check=False)
+               .shuffle(1000).to_tuple("jpg", "cls").map(augment)
+               .batched(BATCH, collation_fn=collate, partial=True))
+    return wds.WebLoader(dataset, batch_size=None, num_workers=2, persistent_workers=True)
+
+
+def main():
+    shards = make_shards()
+    zip_target, zip_paths = shards["zip"]
+    _, tar_paths = shards["tar"]
+    zip_labels = db.read_manifest_labels(_pack.manifest_path(zip_target))
+    common = dict(size=SIZE, train=True, threads=2, seed=1, rank=0, world_size=1)
+    on_zip = db.image_classification_dataset(db.zip_shards(zip_paths), BATCH,
+                                             labels=zip_labels, **common)
+    on_tar = db.image_classification_dataset(db.tar_shards(tar_paths), BATCH, **common)
+
+    def epoch_of(dataset):
+        def run():
+            images = 0
+            for batch in dataset:
+                assert batch["data"].shape[1:] == (SIZE, SIZE, 3)
+                images += len(batch["labels"])
+            assert images == COUNT
+        return run
+
+    names = {"tar": "dareblopy pipeline on tar shards", "zip": "dareblopy pipeline on zip shards",
+             "wds": "webdataset pipeline (Pillow, WebLoader 2 workers)"}
+    contenders = {names["tar"]: epoch_of(on_tar), names["zip"]: epoch_of(on_zip)}
+    try:
+        loader = webdataset_loader(tar_paths)
+
+        def wds_epoch():
+            images = 0
+            for data, labels in loader:
+                assert tuple(data.shape[1:]) == (SIZE, SIZE, 3)
+                images += len(labels)
+            assert images == COUNT
+        contenders[names["wds"]] = wds_epoch
+    except ImportError as exc:
+        print(f"  (webdataset or torch missing: {exc})")
+
+    times = interleaved_times(contenders, repeats=3, warmup=1)
+    medians = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    baseline = names["wds"] if names["wds"] in medians else names["zip"]
+    rows = [{"name": k, "seconds": v, "note": f"{COUNT / v:.0f} images/s"}
+            for k, v in medians.items()]
+    print_table(f"{COUNT} photos {WIDTH}x{HEIGHT} in {SHARDS} shards -> batches of {BATCH} x "
+                f"{SIZE}x{SIZE}x3, random-resized crop + flip: tar vs zip vs webdataset",
+                rows, baseline=baseline, unit_label="per epoch")
+    vs_zip = paired_ratio(times[names["zip"]], times[names["tar"]])
+    print(f"\ntar vs zip (same pipeline, paired per round): {vs_zip:.2f}x  (goal >= 0.95x)")
+    result = {"images_per_second": {k: COUNT / v for k, v in medians.items()},
+              "tar_vs_zip": vs_zip}
+    if names["wds"] in times:
+        vs_wds = paired_ratio(times[names["wds"]], times[names["tar"]])
+        print(f"tar vs webdataset's own pipeline (paired per round): {vs_wds:.2f}x  "
+              f"(goal >= 3x)")
+        result["tar_vs_webdataset"] = vs_wds
+    save_results("tar", result)
+
+
+if __name__ == "__main__":
+    main()

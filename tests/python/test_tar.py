@@ -1,0 +1,410 @@
+"""Tar archives and WebDataset shards: differential against CPython's tarfile
+(names and bytes in ustar, GNU and pax formats) and the webdataset package
+(TarWriter shards read back with the same keys, fields and labels; shards
+from `pack --format tar` read back identically by webdataset), the index
+cache, damaged tars, the VFS mount, and every ShardedDataset feature on tar
+shards."""
+import io
+import os
+import pickle
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "benchmarks"))
+import photos  # noqa: E402  (benchmarks/photos.py: real photos, seeded)
+
+import dareblopy as db  # noqa: E402
+from dareblopy import _pack, _tar  # noqa: E402
+
+wds = pytest.importorskip("webdataset")
+
+SIZE = 48
+
+
+def write_tar(path, members, fmt=tarfile.PAX_FORMAT):
+    """members: (name, bytes) files, or (name, None) directories."""
+    with tarfile.open(path, "w", format=fmt) as t:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1700000000
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def wds_samples(path):
+    """webdataset's own samples of a shard, raw (no decoding)."""
+    out = []
+    for s in wds.WebDataset(str(path), shardshuffle=False):
+        out.append({k: v for k, v in s.items() if k == "__key__" or not k.startswith("__")})
+    return out
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_names_and_bytes_match_tarfile(tmp_path, fmt):
+    rng = np.random.default_rng(fmt)
+    members = [("top.txt", b"hello"), ("d", None), ("d/e/f.bin", rng.bytes(70000)),
+               ("empty", b""), ("\u00fcml\u00e4ut/\u6f22\u5b57.cls", b"7")]
+    if fmt == tarfile.USTAR_FORMAT:  # ustar: long names through the 155-byte prefix
+        members.append(("p" * 120 + "/" + "n" * 90 + ".json", b"{}"))
+    else:  # GNU long name records, pax path records
+        members.append(("q" * 300 + "/long.json", b"{}"))
+    path = write_tar(tmp_path / "a.tar", members, fmt)
+    with tarfile.open(path) as ref, db.TarArchive(path, cache_index=False) as arc:
+        want = [m.name for m in ref.getmembers() if m.isreg() or m.isdir()]
+        assert arc.namelist() == want
+        entries = arc.entries()
+        for i, m in enumerate(m for m in ref.getmembers() if m.isreg() or m.isdir()):
+            assert bool(entries["is_dir"][i]) == m.isdir()
+            assert entries["mtime"][i] == m.mtime
+            if m.isreg():
+                data = ref.extractfile(m).read()
+                assert arc.read(m.name) == data and entries["size"][i] == len(data)
+                assert m.name in arc
+        regular = [m.name for m in ref.getmembers() if m.isreg()]
+        assert arc.read_many(regular, threads=2) == [ref.extractfile(n).read() for n in regular]
+        assert "nope" not in arc
+        with pytest.raises(db.NotFoundError, match="nope"):
+            arc.read("nope")
+        with pytest.raises(KeyError):
+            arc["nope"]
+        assert arc.exists("d/e") and arc.list_directory("d") == ["e/"]
+        with arc.open("d/e/f.bin") as f:
+            assert f.pread(10, 5) == ref.extractfile("d/e/f.bin").read()[5:15]
+    assert arc.closed
+
+
+def test_links_and_devices_are_not_members(tmp_path):
+    path = tmp_path / "l.tar"
+    with tarfile.open(path, "w") as t:
+        info = tarfile.TarInfo("000.jpg")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"abc"))
+        for kind in (tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE):
+            info = tarfile.TarInfo(f"000.link{kind.decode()}")
+            info.type, info.linkname = kind, "000.jpg"
+            t.addfile(info)
+    arc = db.TarArchive(path, cache_index=False)
+    assert arc.namelist() == ["000.jpg"]
+    assert len(db.TarShard(path)) == 1 and wds_samples(path) == db.TarShard(path).read([0])
+
+
+def test_webdataset_tarwriter_shards_read_back_identically(tmp_path):
+    rng = np.random.default_rng(5)
+    paths = []
+    for s in range(3):
+        path = str(tmp_path / f"shard-{s:06d}.tar")
+        with wds.TarWriter(path) as w:
+            for i in range(7):
+                key = f"{s * 100 + i:06d}"
+                w.write({"__key__": key, "jpg": rng.bytes(int(rng.integers(1, 5000))),
+                         "cls": (s * 7 + i) % 5, "json": {"i": i}, "txt": f"caption {i}"})
+        paths.append(path)
+    shards = db.tar_shards(paths)
+    for path, shard in zip(paths, shards):
+        theirs = wds_samples(path)
+        ours = shard.read(range(len(shard)))
+        assert ours == theirs and len(theirs) == 7
+        assert shard.labels_of(range(7)) == [int(s["cls"]) for s in theirs]
+        samples = shard.read_samples([4, 1])
+        assert [(x.name, x.data, x.label) for x in samples] == \
+            [(shard.name(i), theirs[i], int(theirs[i]["cls"])) for i in (4, 1)]
+        assert [shard.name(i) for i in range(7)] == \
+            [f"{os.path.basename(path)}/{s['__key__']}" for s in theirs]
+    only = db.TarShard(paths[0], extensions=["jpg", "cls"]).read([2])[0]
+    assert sorted(only) == ["__key__", "cls", "jpg"]
+
+
+def test_key_and_extension_rules_follow_webdataset(tmp_path):
+    names = ["a/b/000.seg.png", "a/b/000.JPG", "a/b/000.x.y.z", "__meta__", "sub/__skip__/x.txt",
+             "noext", "c.d/001.jpg", "c.d/001.cls", "002.jpg", "003.jpg", "002.cls",
+             "./004.jpg", "004.cls", ".hidden.txt"]
+    path = write_tar(tmp_path / "rules.tar", [(n, n.encode()) for n in names])
+    theirs = wds_samples(path)
+    shard = db.TarShard(path)
+    assert shard.read(range(len(shard))) == theirs
+    for name in names:
+        assert _tar.split_key(name) == wds.tariterators.base_plus_ext(name)
+
+
+def test_duplicate_extension_in_a_sample_is_an_error(tmp_path):
+    path = write_tar(tmp_path / "dup.tar", [("000.jpg", b"a"), ("000.JPG", b"b")])
+    with pytest.raises(ValueError):
+        wds_samples(path)
+    with pytest.raises(db.CorruptDataError, match=r"dup.tar.*000.JPG"):
+        len(db.TarShard(path))
+
+
+def test_index_is_cached_beside_the_shard_and_rebuilt_when_it_changes(tmp_path):
+    path = write_tar(tmp_path / "c.tar", [("000.jpg", b"one"), ("000.cls", b"1")])
+    cache = path + _tar.INDEX_SUFFIX
+    assert db.TarArchive(path).read("000.jpg") == b"one" and os.path.exists(cache)
+    first = open(cache, "rb").read()
+    assert db.TarArchive(path).namelist() == ["000.jpg", "000.cls"]
+    assert open(cache, "rb").read() == first
+    # The shard is replaced: the saved index is stale and is rebuilt.
+    write_tar(path, [("000.jpg", b"one"), ("000.cls", b"1"), ("001.jpg", b"two!")])
+    os.utime(path, ns=(os.stat(cache).st_mtime_ns + 10**9,) * 2)
+    assert db.TarArchive(path).read("001.jpg") == b"two!"
+    assert open(cache, "rb").read() != first
+    # A damaged cache is never trusted: the shard is scanned again.
+    with open(cache, "r+b") as fh:
+        fh.seek(60)
+        fh.write(b"\xff" * 8)
+    assert db.TarArchive(path).read("001.jpg") == b"two!"
+    other = tmp_path / "elsewhere"
+    arc = db.TarArchive(path, cache_dir=str(other))
+    assert len(arc) == 3 and len(os.listdir(other)) == 1
+
+
+def test_read_only_folder_falls_back_to_the_user_cache(tmp_path, monkeypatch):
+    path = write_tar(tmp_path / "ro.tar", [("000.jpg", b"x")])
+    monkeypatch.setenv("DAREBLOPY_CACHE_DIR", str(tmp_path / "usercache"))
+    real_open = _tar._write_atomically
+
+    def refuse_beside(target, data):  # root ignores chmod, so refuse by path
+        if os.path.dirname(target) == str(tmp_path):
+            raise PermissionError(target)
+        real_open(target, data)
+    monkeypatch.setattr(_tar, "_write_atomically", refuse_beside)
+    assert db.TarArchive(path).read("000.jpg") == b"x"
+    assert not os.path.exists(path + _tar.INDEX_SUFFIX)
+    assert len(os.listdir(tmp_path / "usercache" / "index")) == 1
+
+
+def damaged(tmp_path, how):
+    good = write_tar(tmp_path / "good.tar", [("000.jpg", b"j" * 1000), ("000.cls", b"3"),
+                                             ("001.jpg", b"k" * 600)], tarfile.USTAR_FORMAT)
+    data = bytearray(open(good, "rb").read())
+    # layout: 000.jpg header 0, data 512; 000.cls header 1536; 001.jpg header 2560
+    if how == "truncated":
+        data = data[:3072 + 100]  # inside 001.jpg's data
+    elif how == "checksum":
+        data[1536 + 10] ^= 0x01  # the name in 000.cls's header
+    elif how == "size":
+        data[124:136] = b"%011o\0" % (1 << 30)
+        data[148:156] = b"        "
+        data[148:156] = b"%06o\0 " % sum(data[:512])
+    elif how == "dotdot":
+        data[1536:1536 + 100] = b"../000.cls".ljust(100, b"\0")
+        data[1536 + 148:1536 + 156] = b"        "
+        data[1536 + 148:1536 + 156] = b"%06o\0 " % sum(data[1536:2048])
+    path = tmp_path / f"{how}.tar"
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("how,member,text", [
+    ("truncated", "001.jpg", "past the end"),
+    ("checksum", "000.cls", "checksum"),
+    ("size", "000.jpg", "past the end"),
+    ("dotdot", "../000.cls", "'..'"),
+])
+def test_damaged_tars_give_clear_errors(tmp_path, how, member, text):
+    path = damaged(tmp_path, how)
+    with pytest.raises(db.CorruptDataError) as err:
+        db.TarArchive(path)
+    assert path in str(err.value) and member in str(err.value) and text in str(err.value)
+    with pytest.raises(db.CorruptDataError, match=how):
+        len(db.TarShard(path))
+    assert not os.path.exists(path + _tar.INDEX_SUFFIX)
+
+
+def test_limits_on_declared_sizes(tmp_path):
+    path = write_tar(tmp_path / "long.tar", [("x" * 5000 + ".jpg", b"a")], tarfile.GNU_FORMAT)
+    with pytest.raises(db.LimitExceededError, match="max_header_size"):
+        db.TarArchive(path, max_header_size=4096, cache_index=False)
+    with pytest.raises(db.LimitExceededError, match="max_members"):
+        db.TarArchive(path, max_members=0, cache_index=False)
+    assert len(db.TarArchive(path, cache_index=False, mmap=False)) == 1
+
+
+def jpeg_tar(tmp_path, count=24, classes=3, name="img.tar", missing=()):
+    images = list(photos.photo_set(count, (80, 60), seed=11))
+    path = str(tmp_path / name)
+    with wds.TarWriter(path) as w:
+        for i, data in enumerate(images):
+            sample = {"__key__": f"{i:05d}", "cls": i % classes}
+            if i not in missing:
+                sample["jpg"] = data
+            w.write(sample)
+    return path, images
+
+
+def test_tar_mounted_in_a_filesystem(tmp_path):
+    path, images = jpeg_tar(tmp_path, count=4)
+    arc = db.TarArchive(path)
+    fs = db.FileSystem()
+    fs.mount_archive(arc)
+    arc.close()  # the mount keeps the archive alive
+    assert fs.open_as_bytes("00002.jpg") == images[2]
+    assert fs.exists("00003.cls") and not fs.exists("00009.jpg")
+    assert "00001.jpg" in fs.list_directory("")
+    batch = db.decode_jpeg_files(["00000.jpg", "00003.jpg"], filesystem=fs, size=(32, 32),
+                                 crop="resize")
+    want = db.decode_jpeg_batch([images[0], images[3]], size=(32, 32), crop="resize")
+    assert np.array_equal(batch, want)
+
+
+def test_image_pipeline_on_tar_equals_zip(tmp_path):
+    path, images = jpeg_tar(tmp_path)
+    zpath = str(tmp_path / "img.zip")
+    with db.ZipWriter(zpath, method="stored") as z:
+        for i, data in enumerate(images):
+            z.write(f"{i:05d}.jpg", data)
+    zlabels = {f"img.zip/{i:05d}.jpg": i % 3 for i in range(len(images))}
+    kw = dict(batch_size=5, size=SIZE, seed=4, rank=0, world_size=1)
+    tar_ds = db.image_classification_dataset(db.tar_shards([path]), **kw)
+    zip_ds = db.image_classification_dataset(db.zip_shards([zpath]), labels=zlabels, **kw)
+    for t, z in zip(tar_ds, zip_ds):
+        assert np.array_equal(t["data"], z["data"])
+        assert t["labels"].tolist() == z["labels"].tolist()
+        assert [k.replace(".tar/", ".zip/") + ".jpg" for k in t["keys"]] == z["keys"]
+    assert t["data"].std() > 10
+
+
+def test_sharded_dataset_features_on_tar_shards(tmp_path):
+    paths = []
+    for s in range(3):
+        path = str(tmp_path / f"s{s}.tar")
+        with wds.TarWriter(path) as w:
+            for i in range(10 + s):
+                w.write({"__key__": f"{s}_{i:03d}", "txt": f"{s}-{i}", "cls": i})
+        paths.append(path)
+    total = 33
+    kw = dict(shuffle=True, seed=9, shuffle_buffer=8, transform=lambda s: s["txt"])
+    seen = []
+    for rank in range(3):  # exact split over ranks: every sample once
+        ds = db.ShardedDataset(db.tar_shards(paths), 4, rank=rank, world_size=3, **kw)
+        seen += [k for b in ds for k in b["keys"]]
+    assert sorted(seen) == sorted(f"s{s}.tar/{s}_{i:03d}" for s in range(3)
+                                  for i in range(10 + s)) and len(seen) == total
+    ds = db.ShardedDataset(db.tar_shards(paths), 4, rank=0, world_size=1, **kw)
+    full = [b["data"] for b in ds]
+    again = db.ShardedDataset(db.tar_shards(paths), 4, rank=0, world_size=1, **kw)
+    it = iter(again)
+    head = [next(it)["data"] for _ in range(3)]
+    state = again.state_dict()
+    resumed = db.ShardedDataset(db.tar_shards(paths), 4, rank=0, world_size=1, **kw)
+    resumed.load_state_dict(state)
+    assert head + [b["data"] for b in resumed] == full  # resume
+    plain = db.ShardedDataset(db.tar_shards(paths), 64, rank=0, world_size=1, shuffle=False,
+                              transform=lambda s: s["txt"])
+    assert next(iter(plain))["data"][:2] == [b"0-0", b"0-1"]
+    assert full != [plain_batch for plain_batch in [next(iter(plain))["data"]]]
+    # labels from the cls members (the shards carry them)
+    labelled = db.ShardedDataset(db.tar_shards(paths), 64, shuffle=False, rank=0, world_size=1)
+    batch = next(iter(labelled))
+    assert batch["labels"].tolist() == [int(k.rsplit("_", 1)[1]) for k in batch["keys"]]
+    shard = pickle.loads(pickle.dumps(db.tar_shards(paths)[1]))
+    assert shard.read([3])[0]["txt"] == b"1-3"
+
+
+def test_skip_mode_names_samples_without_an_image(tmp_path):
+    path, _ = jpeg_tar(tmp_path, count=9, missing={4})
+    kw = dict(batch_size=3, size=SIZE, rank=0, world_size=1, shuffle=False)
+    ds = db.image_classification_dataset(db.tar_shards([path]), on_error="skip", **kw)
+    keys = [k for b in ds for k in b["keys"]]
+    assert len(keys) == 8 and ds.skipped[0][0] == "img.tar/00004"
+    assert "jpg" in ds.skipped[0][1]
+    with pytest.raises(db.NotFoundError, match="00004"):
+        list(db.image_classification_dataset(db.tar_shards([path]), **kw))
+
+
+def test_missing_or_bad_cls_labels(tmp_path):
+    path = str(tmp_path / "nocls.tar")
+    with wds.TarWriter(path) as w:
+        w.write({"__key__": "a", "jpg": b"x", "cls": 1})
+        w.write({"__key__": "b", "jpg": b"y"})
+    assert db.TarShard(path).labels_of([0, 1]) == [1, None]
+    path2 = write_tar(tmp_path / "badcls.tar", [("a.jpg", b"x"), ("a.cls", b"dog")])
+    bad = db.TarShard(path2).labels_of([0])[0]
+    assert isinstance(bad, db.CorruptDataError) and "not an integer" in str(bad)
+    assert "badcls.tar" in str(bad)
+    ds = db.ShardedDataset(db.tar_shards([path2]), 1, rank=0, world_size=1, on_error="skip")
+    assert list(ds)[0]["keys"] == [] and "not an integer" in ds.skipped[0][1]
+
+
+def test_pack_format_tar_is_read_back_identically_by_webdataset(tmp_path):
+    src = tmp_path / "train"
+    files = {}
+    for c, cls in enumerate(["cat", "dog"]):
+        (src / cls / "deep").mkdir(parents=True)
+        for i, base in enumerate(["0.jpg", "v1.2.jpg", "UP.JPG", "deep/3.jpeg", "noext"]):
+            data = os.urandom(50 + 10 * i + c)
+            (src / cls / base).write_bytes(data)
+            files[f"{cls}/{base}"] = (data, c)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    out = tmp_path / "out" / "wds.tar"
+    out.parent.mkdir()
+    import subprocess
+    run = subprocess.run([sys.executable, "-m", "dareblopy", "pack", str(src), str(out),
+                          "--format", "tar", "--shards", "2", "--labels", "imagefolder",
+                          "--shuffle"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    paths = _pack.shard_paths(str(out), 2)
+    got = {}
+    for path in paths:
+        theirs = wds_samples(path)
+        shard = db.TarShard(path)
+        assert shard.read(range(len(shard))) == theirs  # same keys, fields, bytes
+        assert shard.labels_of(range(len(shard))) == [int(s["cls"]) for s in theirs]
+        for s in theirs:
+            exts = sorted(k for k in s if k != "__key__")
+            assert len(exts) == 2 and "cls" in exts
+            data = s[next(e for e in exts if e != "cls")]
+            got[s["__key__"]] = (data, int(s["cls"]))
+    # keys: the relative name without its extension, dots made '_'
+    want = {"cat/0": files["cat/0.jpg"], "cat/v1_2": files["cat/v1.2.jpg"],
+            "cat/UP": files["cat/UP.JPG"], "cat/deep/3": files["cat/deep/3.jpeg"],
+            "cat/noext": files["cat/noext"]}
+    assert {k: v for k, v in got.items() if k.startswith("cat/")} == want
+    assert len(got) == len(files)
+    assert sorted(f for f in os.listdir(out.parent) if not f.endswith(".dbridx")) == \
+        sorted([os.path.basename(p) for p in paths] + ["wds.tar.manifest.tsv"])
+
+
+def test_pack_tar_refuses_colliding_keys_and_is_atomic(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(b"1")
+    (src / "a.png").write_bytes(b"2")
+    with pytest.raises(ValueError, match="a.jpg.*a.png.*key 'a'"):
+        _pack.pack(_pack.tree_items(str(src)), str(tmp_path / "x.tar"), format="tar",
+                   progress=False)
+    (src / "a.png").unlink()
+    items = _pack.tree_items(str(src)) + [_pack.Item(str(src / "gone.jpg"), "gone.jpg", None)]
+    out = tmp_path / "o"
+    out.mkdir()
+    with pytest.raises(FileNotFoundError):
+        _pack.pack(items, str(out / "y.tar"), format="tar", progress=False)
+    assert os.listdir(out) == []  # no partial shard, no temporary file, no manifest
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_decode_jpeg_members_equals_decoding_the_bytes(tmp_path, mmap):
+    path, images = jpeg_tar(tmp_path, count=6)
+    arc = db.TarArchive(path, mmap=mmap)
+    names = arc.namelist()
+    members = [names.index(f"{i:05d}.jpg") for i in (5, 0, 3)]
+    got = db.decode_jpeg_members(arc, members, size=(40, 30), crop="random", flip="random",
+                                 seed=8, threads=2)
+    want = db.decode_jpeg_batch([images[5], images[0], images[3]], size=(40, 30),
+                                crop="random", flip="random", seed=8)
+    assert np.array_equal(got, want)
+    cls = names.index("00001.cls")
+    out, errors = db.decode_jpeg_members(arc, [members[0], cls], size=(40, 30), crop="resize",
+                                         errors="return")
+    assert errors[0] is None and np.array_equal(out[0], db.decode_jpeg_batch(
+        [images[5]], size=(40, 30), crop="resize")[0])
+    assert isinstance(errors[1], db.CorruptDataError) and "00001.cls" in str(errors[1])
+    assert path in str(errors[1]) and not out[1].any()
