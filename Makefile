@@ -50,22 +50,29 @@ demo: build peers
 
 bench: demo
 
-# A manylinux wheel with libjpeg-turbo, zlib and lz4 vendored by auditwheel.
-# The binding uses cffi's ABI mode (no extension module), so one wheel serves
-# every CPython >= 3.9: it is tagged py3-none.
+# manylinux2014 (glibc 2.17) wheels for x86_64 and aarch64, built without
+# containers by .ci/wheels/build: zig cc (PyPI's ziglang) as the compiler for
+# both, libjpeg-turbo, zlib and lz4 from Debian's source packages linked
+# statically into libdbr.  The binding uses cffi's ABI mode (no extension
+# module), so one wheel per architecture serves every CPython >= 3.9: py3-none.
+WHEEL_ARCHS ?= x86_64 aarch64
 wheel: setup
-	rm -rf dist wheelhouse
-	$(PY) -m pip wheel -q --no-deps -w dist .
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m auditwheel repair -w wheelhouse dist/*.whl
-	$(PY) -m wheel tags --remove --python-tag py3 --abi-tag none wheelhouse/*.whl
-	@ls wheelhouse
+	DBR_WITH_RELEASE_TOOLS=1 ./.ci/install-system-deps
+	rm -rf wheelhouse
+	.ci/wheels/build $(WHEEL_ARCHS)
 
 sdist: setup
 	$(PY) -m pip install -q build
 	$(PY) -m build --sdist -o dist .
 
+# This machine's wheel on Python 3.9 and 3.13; every architecture's C tests
+# (foreign ones under qemu-user); the foreign wheels on Debian's CPython
+# under qemu-user.
 test-wheel: wheel
 	tests/wheel/check_wheel.sh
+	for arch in $(WHEEL_ARCHS); do tests/wheel/check_c_tests.sh $$arch || exit 1; done
+	for arch in $(filter-out $(shell uname -m),$(WHEEL_ARCHS)); do \
+	  tests/wheel/check_foreign_wheel.sh $$arch || exit 1; done
 
 # The sdist builds from source against the Debian packages of
 # .ci/install-system-deps, and the result imports and reads a zip.
@@ -79,4 +86,4 @@ test-sdist: sdist
 	  assert db.open_zip_archive('t.zip').read('a') == b'sdist'; print('sdist: ok', db.__version__)"
 
 clean:
-	rm -rf $(BUILD) $(VENV) build-asan build-sdist dist wheelhouse
+	rm -rf $(BUILD) $(VENV) build-asan build-sdist build-wheels dist wheelhouse

@@ -503,7 +503,8 @@ class ShardedDataset:
                 data, keys, labels = self._run_batch_transform(
                     epoch, seed, [places[k] for k in keep], keys, items, labels, skipped)
         elif len(keep) < len(places):
-            data = _compact(data, keep)
+            data, rows = _compact(data, keep)
+            keys, labels = [keys[r] for r in rows], [labels[r] for r in rows]
         batch = {"keys": keys, "data": data, "skipped": [n for n, _ in skipped],
                  "epoch": epoch, "index": index}
         if self.labels is not None or (labels and all(x is not None for x in labels)):
@@ -592,14 +593,25 @@ def _failed_name(shard, index: int) -> str:
 
 
 def _compact(data, keep: List[int]):
-    """The rows ``keep`` of a batch array, moved to its front in place (a
-    view: the array stays one allocation, reused by its recycler)."""
-    if isinstance(data, np.ndarray):
-        for dst, src in enumerate(keep):
-            if dst != src:
-                data[dst] = data[src]
-        return data[:len(keep)]
-    return [data[k] for k in keep]
+    """The rows ``keep`` of a batch, without the others: (data, rows),
+    rows[j] being the position in ``keep`` of the sample now at row j.  An
+    array is compacted in place (a view: it stays one allocation, reused by
+    its recycler), each hole filled by a kept row from past the end, so
+    only as many rows are copied as samples failed."""
+    n = len(keep)
+    if not isinstance(data, np.ndarray):
+        return [data[k] for k in keep], list(range(n))
+    rows = list(range(n))
+    kept = set(keep)
+    holes = [slot for slot in range(n) if slot not in kept]
+    movers = [j for j, slot in enumerate(keep) if slot >= n]
+    for hole, j in zip(holes, movers):
+        data[hole] = data[keep[j]]
+        rows[hole] = j
+    for j, slot in enumerate(keep):
+        if slot < n:
+            rows[slot] = j
+    return data[:n], rows
 
 
 class IndexedSamples:

@@ -26,6 +26,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from ._batch import Outcomes, check_errors_mode
 from ._buffers import as_uint8_out, encode_path
 from ._errors import DbrError, InvalidArgumentError, check, error_from_code
 from ._ffi import ffi, lib
@@ -43,7 +44,6 @@ _CROPS = {None: lib.DBR_CROP_NONE, "none": lib.DBR_CROP_NONE, "resize": lib.DBR_
 _INTERPS = {"bilinear": lib.DBR_INTERP_BILINEAR, "area": lib.DBR_INTERP_AREA}
 _FLIPS = {False: lib.DBR_FLIP_NONE, True: lib.DBR_FLIP_ALWAYS, "random": lib.DBR_FLIP_RANDOM}
 _POLICIES = {None: lib.DBR_JPEG_RECOVER, True: lib.DBR_JPEG_STRICT, False: lib.DBR_JPEG_LENIENT}
-_MESSAGE_CAP = 512  # bytes of error text per batch item (errors="return")
 
 
 class JpegInfo(NamedTuple):
@@ -256,12 +256,12 @@ def crop_box(width: int, height: int, index: int = 0, crop: str = "random",
     return tuple(out), bool(flipped[0])
 
 
-def _item_errors(statuses, messages, n):
-    """None or the exception of each item, from the C per-item outcome."""
-    errors = [None] * n
-    for i in np.flatnonzero(statuses < 0).tolist():
-        text = ffi.string(messages + i * _MESSAGE_CAP).decode("utf-8", "replace")
-        err = error_from_code(int(statuses[i]), f"batch item {i}: {text}")
+def _item_errors(outcomes: Outcomes):
+    """None or the exception of each item, from the C per-item outcome,
+    worded like the raising mode's ("batch item i: ...")."""
+    errors = [None] * outcomes.n
+    for i, err in outcomes.errors().items():
+        err = error_from_code(err.code, f"batch item {i}: {err}")
         err.index = i
         errors[i] = err
     return errors
@@ -270,8 +270,7 @@ def _item_errors(statuses, messages, n):
 def _run_batch(call, n, first_size, out, size, mode, crop, interp, flip, seed, index_offset,
                scale, ratio, shorter, box, strict, fast, apply_orientation, max_pixels,
                threads, errors):
-    if errors not in ("raise", "return"):
-        raise InvalidArgumentError(f"errors must be 'raise' or 'return', not {errors!r}")
+    check_errors_mode(errors)
     fmt = _format(mode)
     if size is None:
         if crop not in (None, "none") or n == 0:
@@ -281,20 +280,22 @@ def _run_batch(call, n, first_size, out, size, mode, crop, interp, flip, seed, i
     c = _crop(size, crop, interp, flip, seed, scale, ratio, shorter, box)
     out, dst = _out_array(out, (n, c.out_h, c.out_w, _CHANNELS[fmt]), "decode_jpeg_batch")
     opts = _options(mode, fast, strict, apply_orientation, max_pixels)
-    statuses = np.zeros(n, dtype=np.intc)
+    outcomes = Outcomes(n)
     results = ffi.new("dbr_jpeg_result[]", n) if strict is False else ffi.NULL
-    messages = ffi.new("char[]", n * _MESSAGE_CAP) if errors == "return" else ffi.NULL
-    rc = call(opts, c, index_offset, dst, out.nbytes, threads,
-              ffi.from_buffer("int[]", statuses, require_writable=True), results,
-              messages, _MESSAGE_CAP if errors == "return" else 0)
-    if rc < 0 and not (statuses < 0).any():
+    statuses, messages, message_cap = outcomes.args
+    if errors != "return":
+        messages, message_cap = ffi.NULL, 0
+    rc = call(opts, c, index_offset, dst, out.nbytes, threads, statuses, results, messages,
+              message_cap)
+    if rc < 0 and not len(outcomes.failed()):
         raise error_from_code(rc)  # the call itself was refused before any item ran
     if errors == "return":
-        return out, _item_errors(statuses, messages, n)
+        return out, _item_errors(outcomes)
     if strict is not False:
         if rc < 0:
             raise error_from_code(rc)
         return out
+    statuses = np.frombuffer(ffi.buffer(statuses), np.intc)[:n].copy()
     for i in range(n):
         if statuses[i] == 0 and results[i].warnings:
             statuses[i] = 1

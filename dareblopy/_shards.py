@@ -37,7 +37,7 @@ from ._errors import CorruptDataError, DbrError, error_from_code
 from ._ffi import ffi, lib
 from ._files import read_files
 
-__all__ = ["ShardReader", "Sample", "DirectoryShard", "ZipShard", "TFRecordShard",
+__all__ = ["ShardReader", "ArchiveShard", "Sample", "DirectoryShard", "ZipShard", "TFRecordShard",
            "directory_shards", "zip_shards", "tfrecord_shards"]
 
 PathLike = Union[str, os.PathLike]
@@ -218,7 +218,42 @@ def directory_shards(root: PathLike, files_per_shard: int = 1024,
 # ---- zip archives ----------------------------------------------------------
 
 
-class ZipShard(ShardReader):
+class ArchiveShard(ShardReader):
+    """What a shard over one archive file (zip, tar) shares: the archive is
+    opened by the subclass's ``_open`` on first use in each process,
+    reopens after :meth:`close`, stays behind when the reader is pickled,
+    and shards order by file name."""
+
+    def __init__(self, path: PathLike):
+        self.path = os.fspath(path)
+        self._archive = _Handle()
+
+    def archive(self):
+        """The open archive (opened in this process on first use)."""
+        return self._archive.get(self._open)
+
+    def _open(self):
+        raise NotImplementedError
+
+    @property
+    def sort_key(self) -> Optional[str]:
+        return os.path.basename(self.path) + "\0" + self.path
+
+    def close(self) -> None:
+        archive = self._archive.drop()
+        if archive is not None:
+            archive.close()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_archive"] = _Handle()
+        return state
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+
+class ZipShard(ArchiveShard):
     """A zip archive as a shard: its file entries, in central-directory
     order.  The archive is opened on first use in each process, reads a
     batch with one C call, and names samples ``<archive file name>/<entry>``.
@@ -232,9 +267,8 @@ class ZipShard(ShardReader):
     :func:`dareblopy.open_zip_archive`."""
 
     def __init__(self, path: PathLike, *, mmap: bool = False, **archive_options):
-        self.path = os.fspath(path)
+        super().__init__(path)
         self.options = dict(archive_options, mmap=bool(mmap))
-        self._archive = _Handle()
         self._names: Optional[List[str]] = None
         self._indices: Optional[List[int]] = None  # central-directory index of each sample
 
@@ -249,11 +283,6 @@ class ZipShard(ShardReader):
             self._indices = [i for i, _ in pairs]
             self._names = [n for _, n in pairs]
         return archive
-
-    def archive(self):
-        """The open :class:`dareblopy.Archive` (opened in this process on
-        first use)."""
-        return self._archive.get(self._open)
 
     def _entries(self) -> List[str]:
         if self._names is None:
@@ -274,10 +303,6 @@ class ZipShard(ShardReader):
     def describe(self, index: int) -> str:
         return f"entry '{self._entries()[index]}' of '{self.path}'"
 
-    @property
-    def sort_key(self) -> Optional[str]:
-        return os.path.basename(self.path) + "\0" + self.path
-
     def read(self, indices: Sequence[int], threads: int = 1) -> List[Union[bytes, Exception]]:
         return self.archive().read_entries([self._indices[i] for i in indices], threads=threads,
                                            errors="return")
@@ -290,19 +315,6 @@ class ZipShard(ShardReader):
         archive = self.archive()
         return decode_jpeg_entries(archive, [self._indices[i] for i in indices],
                                    errors="return", **options)
-
-    def close(self) -> None:
-        archive = self._archive.drop()
-        if archive is not None:
-            archive.close()
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_archive"] = _Handle()
-        return state
-
-    def __repr__(self) -> str:
-        return f"ZipShard({self.path!r})"
 
 
 def zip_shards(paths: Sequence[PathLike], **options) -> List[ZipShard]:

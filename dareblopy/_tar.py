@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,12 +28,12 @@ from ._buffers import cells, encode_path, new_bytes
 from ._errors import (CorruptDataError, InvalidArgumentError, NotFoundError, check,
                       error_from_code)
 from ._ffi import ffi, lib
-from ._files import File, FileSystem, PathLike
-from ._shards import Sample, ShardReader, _Handle
+from ._archive import ArchiveBase, ArchiveFunctions
+from ._files import File, PathLike
+from ._shards import ArchiveShard, Sample
 
 INDEX_SUFFIX = ".dbridx"
 
-_find = lib.dbr_tar_find
 _entry_size = lib.dbr_tar_entry_size
 _read = lib.dbr_tar_read
 
@@ -93,11 +92,7 @@ def _write_atomically(path: str, data: bytes) -> None:
         fh.write(data)
 
 
-def _decode_name(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-class TarArchive:
+class TarArchive(ArchiveBase):
     """A tar archive opened for reading.
 
     Immutable once open: any number of threads may read from one archive,
@@ -109,69 +104,17 @@ class TarArchive:
     ``max_header_size`` (pax / long name records) bound what a hostile file
     can make libdbr allocate."""
 
+    _c = ArchiveFunctions(lib.dbr_tar_find, lib.dbr_tar_entry_size, lib.dbr_tar_count,
+                          lib.dbr_tar_path, lib.dbr_tar_names)
+    _what = "members"
+
     def __init__(self, path: PathLike, *, cache_index: bool = True,
                  cache_dir: Optional[str] = None, mmap: bool = True,
                  max_members: Optional[int] = None, max_header_size: Optional[int] = None):
         path = os.fsdecode(encode_path(path))
         handle = _open_cached(path, _options(mmap, max_members, max_header_size), cache_dir,
                               cache_index)
-        self._tar = ffi.gc(handle, lib.dbr_tar_close)
-        self._names: Optional[List[str]] = None
-        self._slots: Dict[str, Tuple[int, int]] = {}  # name -> (index, size)
-        self._vfs = None
-        self._lock = threading.Lock()
-
-    # ---- lifetime
-
-    def _h(self):
-        if self._tar is None:
-            raise ValueError("operation on a closed dareblopy.TarArchive")
-        return self._tar
-
-    def close(self) -> None:
-        """Drops this object's hold on the tar (see dareblopy._files on
-        lifetimes): reads running in other threads finish first, files and
-        mounts made from it stay readable, later calls raise."""
-        self._tar = None
-        self._vfs = None
-
-    @property
-    def closed(self) -> bool:
-        return self._tar is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __repr__(self) -> str:
-        if self._tar is None:
-            return "<dareblopy.TarArchive closed>"
-        return f"<dareblopy.TarArchive {self.path!r} {len(self)} members>"
-
-    @property
-    def path(self) -> str:
-        return _decode_name(ffi.string(lib.dbr_tar_path(self._h())))
-
-    # ---- listing
-
-    def __len__(self) -> int:
-        return lib.dbr_tar_count(self._h())
-
-    def namelist(self) -> List[str]:
-        """Member names in archive order (files and directories, as
-        tarfile's getnames() without links)."""
-        if self._names is None:
-            blob = ffi.new("char **")
-            length = ffi.new("size_t *")
-            check(lib.dbr_tar_names(self._h(), blob, length))
-            try:
-                data = ffi.unpack(blob[0], length[0])
-            finally:
-                lib.dbr_free(blob[0])
-            self._names = [_decode_name(n) for n in data.split(b"\0")[:-1]]
-        return list(self._names)
+        self._hold(ffi.gc(handle, lib.dbr_tar_close))
 
     def entries(self) -> np.ndarray:
         """A structured array of every member: ``size``, ``offset`` (of the
@@ -182,53 +125,7 @@ class TarArchive:
         check(lib.dbr_tar_entries(h, 0, count, raw))
         return np.frombuffer(ffi.buffer(raw), dtype=_ENTRY_DTYPE, count=count).copy()
 
-    def _slot(self, name: PathLike) -> Tuple[int, int]:
-        try:
-            return self._slots[name]
-        except (KeyError, TypeError):
-            pass
-        h = self._h()
-        idx = cells.size
-        rc = _find(h, encode_path(name), idx)
-        if rc < 0:
-            raise error_from_code(rc)
-        slot = (idx[0], _entry_size(h, idx[0]))
-        try:
-            self._slots[name] = slot
-        except TypeError:
-            pass
-        return slot
-
-    def __contains__(self, name) -> bool:
-        return _find(self._h(), encode_path(name), cells.size) == 0
-
-    contains = __contains__
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(self.namelist()))
-
-    def __getitem__(self, name) -> bytes:
-        try:
-            return self.read(name)
-        except NotFoundError as e:
-            raise KeyError(name) from e
-
-    def _dirs(self) -> FileSystem:
-        with self._lock:
-            fs = self._vfs
-            if fs is None:
-                fs = FileSystem()
-                fs.mount_archive(self)
-                self._vfs = fs
-            return fs
-
-    def exists(self, name: PathLike) -> bool:
-        """True for a member, or a directory that holds members."""
-        return name in self or self._dirs().exists(name)
-
-    def list_directory(self, path: PathLike = "") -> List[str]:
-        """Names directly in ``path`` (sorted; directories end with '/')."""
-        return self._dirs().list_directory(path)
+    contains = ArchiveBase.__contains__
 
     # ---- reading
 
@@ -392,7 +289,7 @@ def decode_jpeg_members(archive: TarArchive, members: Sequence[int], *, errors: 
     return _run_batch(call, n, first_size, **options)
 
 
-class TarShard(ShardReader):
+class TarShard(ArchiveShard):
     """A WebDataset tar shard as a :class:`ShardReader`: sample ``i`` is
     the ``i``-th group of members sharing a key, read as a dict
     ``{"__key__": key, ext: bytes, ...}`` (only the extensions in
@@ -401,15 +298,20 @@ class TarShard(ShardReader):
     it has one.  One C call reads every member of a batch; the image
     pipeline decodes the ``jpg``/``jpeg`` members straight from the tar's
     mapping (:meth:`decode_jpegs`).  The archive is opened on first use in
-    each process, with the cached index."""
+    each process, with the cached index.
+
+    ``mmap=False`` (the default, as for zip shards) reads with pread, so a
+    shard truncated in place while open gives an error for what it lost
+    instead of killing the process with SIGBUS; ``mmap=True`` serves reads,
+    and the image pipeline's decodes, straight from a mapping of the
+    file."""
 
     def __init__(self, path: PathLike, extensions: Optional[Sequence[str]] = None, *,
-                 cache_dir: Optional[str] = None, mmap: bool = True):
-        self.path = os.fspath(path)
+                 cache_dir: Optional[str] = None, mmap: bool = False):
+        super().__init__(path)
         self.extensions = tuple(e.lower() for e in extensions) if extensions else None
         self.cache_dir = cache_dir
         self.mmap = bool(mmap)
-        self._archive = _Handle()
         self._samples: Optional[List[Tuple[str, Dict[str, int]]]] = None
         self._images: Optional[List[int]] = None
 
@@ -420,11 +322,6 @@ class TarShard(ShardReader):
             self._samples = group_samples(archive.namelist(), regular,
                                           f"tar shard '{self.path}': ")
         return archive
-
-    def archive(self) -> TarArchive:
-        """The open :class:`TarArchive` (opened in this process on first
-        use)."""
-        return self._archive.get(self._open)
 
     def _table(self) -> List[Tuple[str, Dict[str, int]]]:
         if self._samples is None:
@@ -446,10 +343,6 @@ class TarShard(ShardReader):
 
     def describe(self, index: int) -> str:
         return f"sample '{self.key(index)}' of tar '{self.path}'"
-
-    @property
-    def sort_key(self) -> Optional[str]:
-        return os.path.basename(self.path) + "\0" + self.path
 
     def read(self, indices: Sequence[int], threads: int = 1) -> List[Union[dict, Exception]]:
         table = self._table()
@@ -534,23 +427,11 @@ class TarShard(ShardReader):
                   for i, m, err in zip(indices, members, errors)]
         return out, errors
 
-    def close(self) -> None:
-        archive = self._archive.drop()
-        if archive is not None:
-            archive.close()
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_archive"] = _Handle()
-        return state
-
-    def __repr__(self) -> str:
-        return f"TarShard({self.path!r})"
 
 
 def tar_shards(paths: Union[PathLike, Sequence[PathLike]],
                extensions: Optional[Sequence[str]] = None, *,
-               cache_dir: Optional[str] = None, mmap: bool = True) -> List[TarShard]:
+               cache_dir: Optional[str] = None, mmap: bool = False) -> List[TarShard]:
     """One :class:`TarShard` per WebDataset tar file, in the order given."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import enum
 import operator
 import os
-import struct
 import threading
 import time
 import zlib
@@ -290,6 +289,7 @@ class TFRecordWriter:
         if self.compression != Compression.NONE:
             wbits = 31 if self.compression == Compression.GZIP else 15
             self._z = zlib.compressobj(level, zlib.DEFLATED, wbits)
+        self._framer = _Framer()
         self._out = AtomicFile(self.path)
 
     def write(self, record) -> None:
@@ -297,11 +297,15 @@ class TFRecordWriter:
         memoryview, a contiguous numpy array's buffer)."""
         if self._out.closed:
             raise ValueError("write to a closed TFRecordWriter")
-        if isinstance(record, (str, int)) or not _is_bytes_like(record):
+        try:
+            data = memoryview(record).cast("B")
+        except TypeError:
             raise TypeError(f"TFRecordWriter.write takes a bytes-like object, "
-                            f"not {type(record).__name__}")
-        frame = _frame(record)
-        self._out.file.write(self._z.compress(frame) if self._z else frame)
+                            f"not {type(record).__name__}") from None
+        self._framer.frame(data)
+        out, z = self._out.file, self._z
+        for part in (self._framer.header, data, self._framer.footer):
+            out.write(z.compress(part) if z else part)
 
     def flush(self) -> None:
         if self._z:
@@ -332,21 +336,19 @@ class TFRecordWriter:
             self.discard()
 
 
-def _is_bytes_like(obj) -> bool:
-    try:
-        memoryview(obj)
-    except TypeError:
-        return False
-    return True
+class _Framer:
+    """Header and footer of records from libdbr's dbr_tfrecord_frame (the one
+    place that knows the framing); the data itself is never copied."""
 
+    def __init__(self):
+        self._header = ffi.new("unsigned char[12]")
+        self._footer = ffi.new("unsigned char[4]")
+        self.header = ffi.buffer(self._header)
+        self.footer = ffi.buffer(self._footer)
 
-def _frame(record) -> bytes:
-    data = memoryview(record).cast("B") if not isinstance(record, bytes) else record
-    head = struct.pack("<Q", len(data))
-    return b"".join((head, struct.pack("<I", lib.dbr_crc32c_mask(lib.dbr_crc32c(0, head, 8))),
-                     data,
-                     struct.pack("<I", lib.dbr_crc32c_mask(
-                         lib.dbr_crc32c(0, ffi.from_buffer(data), len(data))))))
+    def frame(self, data: memoryview) -> None:
+        check(lib.dbr_tfrecord_frame(ffi.from_buffer(data), data.nbytes, self._header,
+                                     self._footer))
 
 
 # ---- yielders -------------------------------------------------------------

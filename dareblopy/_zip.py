@@ -7,8 +7,7 @@ exact bytes stored."""
 from __future__ import annotations
 
 import os
-import threading
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -16,20 +15,16 @@ from ._buffers import as_uint8_out, cells, encode_path, new_bytes, resolve_shape
 from ._batch import Outcomes, check_errors_mode
 from ._errors import DbrError, InvalidArgumentError, NotFoundError, check, error_from_code
 from ._ffi import ffi, lib
-from ._files import File, FileSystem, PathLike
+from ._archive import ArchiveBase, ArchiveFunctions
+from ._files import File, PathLike
 
 STORED = lib.DBR_ZIP_STORED
 DEFLATED = lib.DBR_ZIP_DEFLATE
 LZ4 = lib.DBR_ZIP_LZ4
 METHODS = {"stored": STORED, "deflate": DEFLATED, "lz4": LZ4}
 
-_find = lib.dbr_zip_find
 _entry_size = lib.dbr_zip_entry_size
 _read = lib.dbr_zip_read
-
-
-def _decode_name(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
 
 
 class ZipInfo:
@@ -77,7 +72,7 @@ def _options(verify_crc: bool, mmap: bool, max_entry_size: Optional[int],
     return opts
 
 
-class Archive:
+class Archive(ArchiveBase):
     """A ZIP archive opened for reading (see :func:`open_zip_archive`).
 
     Immutable once open: any number of threads may read from one Archive at
@@ -92,6 +87,9 @@ class Archive:
     the declared size of compressed entries (default 1 GiB) and
     ``max_entries`` the number of entries, against hostile archives."""
 
+    _c = ArchiveFunctions(lib.dbr_zip_find, lib.dbr_zip_entry_size, lib.dbr_zip_count,
+                          lib.dbr_zip_path, lib.dbr_zip_names)
+
     def __init__(self, source: Union[PathLike, File], *, verify_crc: bool = True,
                  mmap: bool = True, max_entry_size: Optional[int] = None,
                  max_entries: Optional[int] = None):
@@ -101,74 +99,13 @@ class Archive:
             check(lib.dbr_zip_open_file(source._h(), opts, out))
         else:
             check(lib.dbr_zip_open(encode_path(source), opts, out))
-        self._zip = ffi.gc(out[0], lib.dbr_zip_close)
-        self._names = None   # built on first use: opening stays O(directory read)
-        # name as passed -> (index, size), filled by lookups, so repeated
-        # reads skip encoding and two C calls (entries never change)
-        self._slots = {}
-        self._vfs = None     # a private VFS for directory queries, on first use
-        self._lock = threading.Lock()
-
-    # ---- lifetime
-
-    def _h(self):
-        if self._zip is None:
-            raise ValueError("operation on a closed dareblopy.Archive")
-        return self._zip
-
-    def close(self) -> None:
-        """Drops this object's hold on the archive (see dareblopy._files on
-        lifetimes): reads running in other threads finish first, files and
-        mounts made from the archive stay readable, later calls raise."""
-        self._zip = None
-        self._vfs = None
-
-    @property
-    def closed(self) -> bool:
-        return self._zip is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __repr__(self) -> str:
-        if self._zip is None:
-            return "<dareblopy.Archive closed>"
-        return f"<dareblopy.Archive {self.path!r} {len(self)} entries>"
-
-    @property
-    def path(self) -> str:
-        return ffi.string(lib.dbr_zip_path(self._h())).decode("utf-8", "surrogateescape")
+        self._hold(ffi.gc(out[0], lib.dbr_zip_close))
 
     @property
     def comment(self) -> bytes:
         n = cells.size
         p = lib.dbr_zip_comment(self._h(), n)
         return ffi.unpack(p, n[0])
-
-    # ---- listing
-
-    def __len__(self) -> int:
-        return lib.dbr_zip_count(self._h())
-
-    def namelist(self) -> List[str]:
-        """Entry names in directory order (duplicates included, as zipfile)."""
-        if self._names is None:
-            blob = ffi.new("char **")
-            length = ffi.new("size_t *")
-            check(lib.dbr_zip_names(self._h(), blob, length))
-            try:
-                data = ffi.unpack(blob[0], length[0])
-            finally:
-                lib.dbr_free(blob[0])
-            try:
-                names = data.decode("utf-8").split("\0")[:-1]
-            except UnicodeDecodeError:
-                names = [_decode_name(n) for n in data.split(b"\0")[:-1]]
-            self._names = names
-        return list(self._names)
 
     def infolist(self) -> List[ZipInfo]:
         """A ZipInfo per entry: sizes, method, CRC, date_time and more."""
@@ -205,72 +142,16 @@ class Archive:
         """(index, size) of the entry called name, or of the entry a ZipInfo
         of this archive describes (as zipfile takes one: it tells apart
         entries that share a name)."""
-        try:
-            return self._slots[name]
-        except (KeyError, TypeError):  # TypeError: an unhashable name
-            pass
-        h = self._h()
         if isinstance(name, ZipInfo):
-            return name.index, _entry_size(h, name.index)
-        idx = cells.size
-        rc = _find(h, encode_path(name), idx)
-        if rc < 0:
-            raise error_from_code(rc)
-        slot = (idx[0], _entry_size(h, idx[0]))
-        try:
-            self._slots[name] = slot
-        except TypeError:
-            pass
-        return slot
-
-    def _index(self, name: PathLike) -> int:
-        return self._slot(name)[0]
-
-    def _dirs(self) -> FileSystem:
-        with self._lock:
-            fs = self._vfs
-            if fs is None:
-                fs = FileSystem()
-                fs.mount_archive(self)
-                self._vfs = fs
-            return fs
-
-    def exists(self, name: PathLike) -> bool:
-        """True for an entry, or a directory that holds entries."""
-        if _find(self._h(), encode_path(name), cells.size) == 0:
-            return True
-        return self._dirs().exists(name)
-
-    def list_directory(self, path: PathLike = "") -> List[str]:
-        """Names directly in ``path`` (sorted; directories end with '/')."""
-        return self._dirs().list_directory(path)
-
-    # ---- mapping-style access
-
-    def __contains__(self, name) -> bool:
-        return _find(self._h(), encode_path(name), cells.size) == 0
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(self.namelist()))
-
-    def keys(self) -> List[str]:
-        return list(dict.fromkeys(self.namelist()))
-
-    def __getitem__(self, name) -> bytes:
-        try:
-            return self.open_as_bytes(name)
-        except NotFoundError as e:
-            raise KeyError(name) from e
-
-    def get(self, name, default=None):
-        return self[name] if name in self else default
+            return name.index, _entry_size(self._h(), name.index)
+        return super()._slot(name)
 
     # ---- reading
 
     def open_as_bytes(self, name: PathLike) -> bytes:
         """The entry's contents, read (and CRC-checked) straight into a new
         ``bytes`` object."""
-        h = self._zip
+        h = self._handle
         if h is None:
             self._h()  # raises
         try:

@@ -862,7 +862,7 @@ DBR_API int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n,
  * overlaps decoding and the compressed bytes never leave libdbr.  Failed
  * items' messages name the archive and the entry; an index past the end
  * is that item's DBR_E_ARG.  Safe to run concurrently with any other read
- * of zip. */
+ * of zip; the call holds its own reference to zip while it runs. */
 DBR_API int dbr_jpeg_decode_entries(const dbr_zip *zip, size_t n,
                                     const size_t *indices,
                                     const dbr_jpeg_options *opts,
@@ -952,6 +952,14 @@ DBR_API int dbr_tfrecord_read_at(const dbr_file *file, uint64_t offset,
 DBR_API int dbr_tfrecord_index(const dbr_file *file, int compression,
                                int verify_crc, uint64_t max_record_size,
                                uint64_t **out_pairs, size_t *out_count);
+
+/* Framing for writers (tfrecord_frame.c): fills the 12-byte header (length
+ * and its masked CRC-32C) and the 4-byte footer (masked CRC-32C of the
+ * data) of a record of len bytes; the record is header, data, footer.
+ * GZIP / ZLIB files are these frames compressed as one stream.  Pure and
+ * thread-safe; DBR_E_ARG for NULL pointers. */
+DBR_API int dbr_tfrecord_frame(const void *data, size_t len,
+                               unsigned char header[12], unsigned char footer[4]);
 
 /* tf.train.Example / SequenceExample parsing. */
 typedef enum dbr_dtype {

@@ -132,7 +132,7 @@ static void init_fold(void)
     }
 }
 
-#define FOLD_TARGET __attribute__((target("avx512f,avx512vl,vpclmulqdq,pclmul,sse4.2")))
+#define FOLD_TARGET __attribute__((target("avx512f,avx512vl,vpclmulqdq,pclmul,sse4.2,crc32")))
 
 FOLD_TARGET static __m512i fold512(__m512i acc, __m512i k, __m512i next)
 {
@@ -174,8 +174,9 @@ FOLD_TARGET static uint32_t fold_update(uint32_t crc, const unsigned char *p, si
     return (uint32_t)_mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(x, 1));
 }
 
-__attribute__((target("sse4.2"))) static uint32_t hw_update(uint32_t crc, const unsigned char *p,
-                                                           size_t n)
+/* clang 20+ no longer implies the crc32 feature from sse4.2: name both. */
+__attribute__((target("sse4.2,crc32"))) static uint32_t hw_update(uint32_t crc,
+                                                                 const unsigned char *p, size_t n)
 {
     uint64_t c0 = crc;
     if (have_fold && n >= 1024) {
@@ -219,6 +220,14 @@ __attribute__((target("sse4.2"))) static uint32_t hw_update(uint32_t crc, const 
 #define HWCAP_CRC32 (1 << 7)
 #endif
 static int arm_has_crc32(void) { return (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0; }
+/* The CRC32C instructions under GCC's and clang's names for them. */
+#if defined(__clang__)
+#define CRC32CX __builtin_arm_crc32cd
+#define CRC32CB __builtin_arm_crc32cb
+#else
+#define CRC32CX __builtin_aarch64_crc32cx
+#define CRC32CB __builtin_aarch64_crc32cb
+#endif
 
 __attribute__((target("+crc"))) static uint32_t hw_update(uint32_t crc, const unsigned char *p,
                                                          size_t n)
@@ -232,9 +241,9 @@ __attribute__((target("+crc"))) static uint32_t hw_update(uint32_t crc, const un
             memcpy(&a, p, 8);
             memcpy(&b, p + STREAM, 8);
             memcpy(&c, p + 2 * STREAM, 8);
-            c0 = __builtin_aarch64_crc32cx(c0, a);
-            c1 = __builtin_aarch64_crc32cx(c1, b);
-            c2 = __builtin_aarch64_crc32cx(c2, c);
+            c0 = CRC32CX(c0, a);
+            c1 = CRC32CX(c1, b);
+            c2 = CRC32CX(c2, c);
         }
         c0 = shift_stream(shift_stream(c0) ^ c1) ^ c2;
         p += 2 * STREAM;
@@ -243,10 +252,10 @@ __attribute__((target("+crc"))) static uint32_t hw_update(uint32_t crc, const un
     for (; n >= 8; p += 8, n -= 8) {
         uint64_t a;
         memcpy(&a, p, 8);
-        c0 = __builtin_aarch64_crc32cx(c0, a);
+        c0 = CRC32CX(c0, a);
     }
     while (n--)
-        c0 = __builtin_aarch64_crc32cb(c0, *p++);
+        c0 = CRC32CB(c0, *p++);
     return c0;
 }
 #else

@@ -264,14 +264,24 @@ int dbr_jpeg_decode_files(const dbr_vfs *vfs, size_t n, const char *const *paths
     return run_batch(&b, n, dst, cap, threads);
 }
 
-/* Runs a batch of archive entries with a pool of per-worker buffers. */
+/* Runs a batch of archive entries with a pool of per-worker buffers.  The
+ * call holds its own reference to the archive: a close on another thread
+ * while the workers read only drops the caller's. */
 static int run_pooled(batch *b, size_t n, void *dst, size_t cap, int threads)
 {
     scratch_pool *pool = calloc(1, sizeof *pool);
     if (!pool)
         return dbr__fail(DBR_E_NOMEM, "JPEG batch: out of memory");
     b->pool = pool;
+    if (b->zip)
+        dbr_zip_retain(b->zip);
+    else
+        dbr_tar_retain(b->tar);
     int rc = run_batch(b, n, dst, cap, threads);
+    if (b->zip)
+        dbr_zip_close((dbr_zip *)b->zip);
+    else
+        dbr_tar_close((dbr_tar *)b->tar);
     for (size_t i = 0; i < pool->count; i++)
         free(pool->items[i].data);
     free(pool);

@@ -5,6 +5,7 @@
 #include "dbr.h"
 #include "internal.h"
 #include "check.h"
+#include "tar_build.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,8 +392,67 @@ static void test_entries_and_truncation(void)
     free(px);
 }
 
+/* Members of a tar decoded in place: the same pixels as the bytes, from
+ * the mapping and with pread; a member that is not a JPEG, a directory and
+ * an index past the end fail alone, named by tar and member. */
+static void test_tar_members(void)
+{
+    int w = 96, h = 64;
+    unsigned char *px = pattern(w, h, 3);
+    unsigned long len;
+    unsigned char *jpg = encode(px, w, h, JCS_RGB, 3, JCS_YCbCr, 0, NULL, 0, &len);
+    tarbuf tb = {0};
+    member(&tb, "000.jpg", jpg, len, 1);
+    member(&tb, "000.cls", "4", 1, 1);
+    header(&tb, "folder", NULL, '5', 0, 1);
+    member(&tb, "001.jpg", jpg, len, 2);
+    finish(&tb);
+    char path[] = "/tmp/dbr_test_jpeg_tar_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, tb.b, tb.len) == (ssize_t)tb.len);
+    close(fd);
+    dbr_jpeg_crop crop;
+    memset(&crop, 0, sizeof crop);
+    crop.mode = DBR_CROP_RANDOM;
+    crop.out_w = crop.out_h = 32;
+    crop.flip = DBR_FLIP_RANDOM;
+    crop.seed = 5;
+    enum { ITEM = 32 * 32 * 3 };
+    unsigned char out[5 * ITEM], ref[2 * ITEM];
+    const void *srcs[2] = {jpg, jpg};
+    size_t lens[2] = {(size_t)len, (size_t)len};
+    CHECK_RC(dbr_jpeg_decode_batch(2, srcs, lens, NULL, &crop, 0, ref, sizeof ref, 1, NULL,
+                                   NULL, NULL, 0), DBR_OK);
+    for (int use_pread = 0; use_pread < 2; use_pread++) {
+        dbr_tar_options opts;
+        dbr_tar_options_init(&opts);
+        opts.use_pread = use_pread;
+        dbr_tar *tar = NULL;
+        CHECK_RC(dbr_tar_open(path, &opts, &tar), DBR_OK);
+        const size_t indices[5] = {0, 3, 1, 2, 9};
+        int statuses[5];
+        char messages[5 * 256];
+        CHECK_RC(dbr_jpeg_decode_tar(tar, 5, indices, NULL, &crop, 0, out, sizeof out, 2,
+                                     statuses, NULL, messages, 256), DBR_E_CORRUPT);
+        CHECK(statuses[0] == DBR_OK && statuses[1] == DBR_OK && statuses[2] == DBR_E_CORRUPT &&
+              statuses[3] == DBR_E_IS_DIR && statuses[4] == DBR_E_ARG);
+        CHECK(memcmp(out, ref, 2 * ITEM) == 0);
+        CHECK(strstr(messages + 2 * 256, "000.cls") && strstr(messages + 2 * 256, path));
+        CHECK(strstr(messages + 3 * 256, "folder") && strstr(messages + 4 * 256, "no member 9"));
+        CHECK(messages[0] == '\0');
+        dbr_tar_close(tar);
+    }
+    CHECK_RC(dbr_jpeg_decode_tar(NULL, 1, NULL, NULL, &crop, 0, out, sizeof out, 1, NULL,
+                                 NULL, NULL, 0), DBR_E_ARG);
+    unlink(path);
+    free(tb.b);
+    free(jpg);
+    free(px);
+}
+
 int main(void)
 {
+    test_tar_members();
     test_resize_simd_equals_scalar();
     test_header_and_sizes();
     test_ycck_equals_cmyk();

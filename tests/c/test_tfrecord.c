@@ -60,6 +60,35 @@ int main(void)
     }
     fclose(fp);
 
+    /* dbr_tfrecord_frame writes what put_frame (from the spec) writes. */
+    {
+        static unsigned char big[3000];
+        for (size_t i = 0; i < sizeof big; i++)
+            big[i] = (unsigned char)(i * 7 + 3);
+        size_t sizes[] = {0, 1, 8, 12, sizeof big};
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            char spec_path[160];
+            snprintf(spec_path, sizeof spec_path, "%s/spec.bin", dir);
+            FILE *sp = fopen(spec_path, "wb");
+            put_frame(sp, big, sizes[k]);
+            fclose(sp);
+            unsigned char expect[sizeof big + 16];
+            sp = fopen(spec_path, "rb");
+            size_t got = fread(expect, 1, sizeof expect, sp);
+            fclose(sp);
+            unlink(spec_path);
+            unsigned char h[12], ft[4];
+            CHECK_RC(dbr_tfrecord_frame(sizes[k] ? big : NULL, sizes[k], h, ft), DBR_OK);
+            CHECK(got == sizes[k] + 16);
+            CHECK(!memcmp(expect, h, 12) && !memcmp(expect + 12, big, sizes[k]) &&
+                  !memcmp(expect + 12 + sizes[k], ft, 4));
+        }
+        unsigned char h[12], ft[4];
+        CHECK_RC(dbr_tfrecord_frame(NULL, 5, h, ft), DBR_E_ARG);
+        CHECK_RC(dbr_tfrecord_frame(big, 5, NULL, ft), DBR_E_ARG);
+        CHECK_RC(dbr_tfrecord_frame(big, 5, h, NULL), DBR_E_ARG);
+    }
+
     dbr_file *f = NULL;
     CHECK_RC(dbr_file_open(path, &f), DBR_OK);
     dbr_tfrecord_reader *r = NULL;

@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -650,3 +651,27 @@ def test_decode_entries_errors_name_archive_and_entry(shard):
         assert db.decode_jpeg_entries(archive, [], size=(8, 8), crop="resize").shape == (0, 8, 8, 3)
     with pytest.raises(ValueError, match="closed"):
         db.decode_jpeg_entries(archive, [0], size=(8, 8), crop="resize")
+
+
+def test_archive_closed_while_entries_decode(tmp_path):
+    # Closing the archive from another thread mid-batch leaves the running
+    # call intact: it holds its own references (the binding's and libdbr's).
+    datas = photos.photo_set(4, (320, 240), seed=41)
+    path = tmp_path / "many.zip"
+    with db.ZipWriter(path, method="stored") as w:
+        for i in range(160):
+            w.write(f"{i}.jpg", datas[i % 4])
+    ref = db.decode_jpeg_batch([datas[i % 4] for i in range(160)], size=(32, 32), crop="random")
+    for _ in range(3):
+        archive = db.open_zip_archive(path)
+        result = {}
+
+        def decode():
+            result["out"] = db.decode_jpeg_entries(archive, range(160), size=(32, 32),
+                                                   crop="random", threads=2)
+        worker = threading.Thread(target=decode)
+        worker.start()
+        time.sleep(0.02)
+        archive.close()
+        worker.join()
+        np.testing.assert_array_equal(result["out"], ref)

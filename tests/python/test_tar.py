@@ -254,7 +254,8 @@ def test_tar_mounted_in_a_filesystem(tmp_path):
     assert np.array_equal(batch, want)
 
 
-def test_image_pipeline_on_tar_equals_zip(tmp_path):
+@pytest.mark.parametrize("mmap", [False, True])
+def test_image_pipeline_on_tar_equals_zip(tmp_path, mmap):
     path, images = jpeg_tar(tmp_path)
     zpath = str(tmp_path / "img.zip")
     with db.ZipWriter(zpath, method="stored") as z:
@@ -262,7 +263,7 @@ def test_image_pipeline_on_tar_equals_zip(tmp_path):
             z.write(f"{i:05d}.jpg", data)
     zlabels = {f"img.zip/{i:05d}.jpg": i % 3 for i in range(len(images))}
     kw = dict(batch_size=5, size=SIZE, seed=4, rank=0, world_size=1)
-    tar_ds = db.image_classification_dataset(db.tar_shards([path]), **kw)
+    tar_ds = db.image_classification_dataset(db.tar_shards([path], mmap=mmap), **kw)
     zip_ds = db.image_classification_dataset(db.zip_shards([zpath]), labels=zlabels, **kw)
     for t, z in zip(tar_ds, zip_ds):
         assert np.array_equal(t["data"], z["data"])

@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
-# Installs a built wheel into fresh venvs of Python 3.9 and 3.13 (pyenv's, or
-# DBR_WHEEL_PYTHONS="python3.x ...") in a temporary directory outside the
-# source tree, and runs tests/wheel/smoke.py from there.
+# Installs the built wheel of this machine's architecture into fresh venvs
+# of Python 3.9 and 3.13 (pyenv's, or DBR_WHEEL_PYTHONS="python3.x ...") in
+# a temporary directory outside the source tree, and runs
+# tests/wheel/smoke.py from there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-wheel=$(ls wheelhouse/*.whl | head -1)
+# The installed wheel must load its own libdbr, not the checkout's (make exports this).
+unset DAREBLOPY_LIBDBR
+wheel=$(ls wheelhouse/dareblopy-*"_$(uname -m)".whl)
 pythons=${DBR_WHEEL_PYTHONS:-"$(ls -d "$HOME"/.pyenv/versions/3.9*/bin/python3.9 2>/dev/null | head -1) $(ls -d "$HOME"/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -1)"}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp tests/wheel/smoke.py "$work/"
-# A small JPEG for the smoke test (the fresh venvs have no encoder).
-.venv/bin/python -c "
-import numpy as np; from PIL import Image
-ramp = np.tile(np.linspace(0, 252, 64).astype(np.uint8), (48, 1))
-Image.fromarray(np.dstack([ramp, ramp[::-1], ramp // 2])).save('$work/smoke.jpg', quality=95)"
+.venv/bin/python tests/wheel/make_smoke_jpeg.py "$work/smoke.jpg"
 ran=0
 for py in $pythons; do
   [[ -x "$py" ]] || continue
