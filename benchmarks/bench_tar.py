@@ -18,7 +18,7 @@ random-resized crop (torchvision's RandomResizedCrop: scale (0.08, 1), ratio
   tar (read with pread by default, as zip shards are; with mmap=True,
   decoded where it lies in the mapping).
 
-One warm-up epoch each, then the median of interleaved timed epochs.  The
+One warm-up epoch each, then the median of 5 interleaved timed epochs.  The
 ratios the tar reader aims for: tar >= 0.95x zip, and >= 3x webdataset."""
 import io
 import os
@@ -122,7 +122,7 @@ def main():
     except ImportError as exc:
         print(f"  (webdataset or torch missing: {exc})")
 
-    times = interleaved_times(contenders, repeats=3, warmup=1)
+    times = interleaved_times(contenders, repeats=5, warmup=1)
     medians = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     baseline = names["wds"] if names["wds"] in medians else names["zip"]
     rows = [{"name": k, "seconds": v, "note": f"{COUNT / v:.0f} images/s"}

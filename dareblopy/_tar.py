@@ -314,6 +314,7 @@ class TarShard(ArchiveShard):
         self.mmap = bool(mmap)
         self._samples: Optional[List[Tuple[str, Dict[str, int]]]] = None
         self._images: Optional[List[int]] = None
+        self._labels: Optional[List[Union[int, None, Exception]]] = None
 
     def _open(self) -> TarArchive:
         archive = TarArchive(self.path, cache_dir=self.cache_dir, mmap=self.mmap)
@@ -389,22 +390,22 @@ class TarShard(ArchiveShard):
 
     def labels_of(self, indices: Sequence[int]) -> List[Union[int, None, Exception]]:
         """The label of each sample (its ``cls`` member), None for samples
-        without one, or the exception reading it raised; one C call."""
-        table = self._table()
-        has = [LABEL_EXTENSION in table[i][1] for i in indices]
-        raws = iter(self.archive().read_indices(
-            [table[i][1][LABEL_EXTENSION] for i, h in zip(indices, has) if h], errors="return"))
-        out: List[Union[int, None, Exception]] = []
-        for i, h in zip(indices, has):
-            raw = next(raws) if h else None
-            if raw is None or isinstance(raw, BaseException):
-                out.append(raw)
-                continue
-            try:
-                out.append(self._label(i, raw))
-            except CorruptDataError as exc:
-                out.append(exc)
-        return out
+        without one, or the exception reading it raised.  Every label of
+        the shard is read in one C call on first use and kept, so batches
+        cost a lookup."""
+        if self._labels is None:
+            table = self._table()
+            has = [i for i, (_, f) in enumerate(table) if LABEL_EXTENSION in f]
+            raws = self.archive().read_indices([table[i][1][LABEL_EXTENSION] for i in has],
+                                               errors="return")
+            labels: List[Union[int, None, Exception]] = [None] * len(table)
+            for i, raw in zip(has, raws):
+                try:
+                    labels[i] = raw if isinstance(raw, BaseException) else self._label(i, raw)
+                except CorruptDataError as exc:
+                    labels[i] = exc
+            self._labels = labels
+        return [self._labels[i] for i in indices]
 
     def _image_members(self) -> List[int]:
         if self._images is None:

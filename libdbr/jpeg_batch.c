@@ -100,13 +100,14 @@ static int load_member(const batch *b, size_t i, scratch *s, const void **data, 
     if (rc != DBR_OK || *data)
         return rc;
     if (s->cap < *len || !s->data) {
-        void *grown = malloc(*len ? *len : 1);
+        size_t cap = *len > s->cap * 2 ? *len : s->cap * 2; /* as load_entry grows */
+        void *grown = malloc(cap ? cap : 1);
         if (!grown)
             return dbr__fail(DBR_E_NOMEM, "out of memory reading member %zu of '%s' (%zu "
                              "bytes)", index, dbr_tar_path(b->tar), *len);
         free(s->data);
         s->data = grown;
-        s->cap = *len;
+        s->cap = cap;
     }
     *data = s->data;
     return dbr_tar_read(b->tar, index, s->data, s->cap, len);

@@ -409,3 +409,14 @@ def test_decode_jpeg_members_equals_decoding_the_bytes(tmp_path, mmap):
         [images[5]], size=(40, 30), crop="resize")[0])
     assert isinstance(errors[1], db.CorruptDataError) and "00001.cls" in str(errors[1])
     assert path in str(errors[1]) and not out[1].any()
+
+
+def test_skip_mode_leaves_out_a_damaged_shard_with_its_reason(tmp_path):
+    bad = damaged(tmp_path, "truncated")
+    good = write_tar(tmp_path / "fine.tar", [("a.txt", b"1"), ("b.txt", b"2")])
+    ds = db.ShardedDataset(db.tar_shards([good, bad]), 8, shuffle=False, rank=0, world_size=1,
+                           on_error="skip")
+    assert [k for b in ds for k in b["keys"]] == ["fine.tar/a", "fine.tar/b"]
+    assert any(bad in reason and "001.jpg" in reason for _, reason in ds.skipped)
+    with pytest.raises(db.CorruptDataError, match="truncated"):
+        db.ShardedDataset(db.tar_shards([good, bad]), 8, rank=0, world_size=1)
