@@ -49,5 +49,12 @@ from ._labels import labels_from_parent_dirs, read_label_file
 from ._dataset import IndexedSamples, ShardedDataset
 from ._pack import read_manifest_labels
 from ._mix import MixedDataset, mix
+
+# ---- shards at URLs (fsspec), through a node-local cache
+from ._cache import CacheDiskFullError, CacheLimitError, ShardCache
+from ._remote import (RemoteAccessError, RemoteError, RemoteNotFoundError, ShardChangedError,
+                      expand_braces)
+from ._remote_zip import RemoteArchive
+from ._source import read_manifest_hashes
 from ._pipeline import image_batch_transform, image_classification_dataset
 from ._tar import TarArchive, TarShard, decode_jpeg_members, open_tar_archive, tar_shards

@@ -77,17 +77,39 @@ def cmd_pack(args) -> int:
         items, classes = _pack.imagefolder_items(args.src)
     else:
         items = _pack.tree_items(args.src)
-    paths = _pack.pack(items, args.out, format=args.format, shards=args.shards,
-                       shuffle=args.shuffle, seed=args.seed, method=args.method,
-                       level=args.level, compression=args.compression,
-                       workers=args.workers, classes=classes)
+    options = dict(format=args.format, shards=args.shards, shuffle=args.shuffle,
+                   seed=args.seed, method=args.method, level=args.level,
+                   compression=args.compression, workers=args.workers, classes=classes)
+    if _is_url(args.out):  # written locally, then uploaded (credentials from the environment)
+        from ._remote_pack import pack_to_url
+        paths, size, manifest = pack_to_url(items, args.out, **options)
+    else:
+        paths = _pack.pack(items, args.out, **options)
+        size, manifest = sum(os.path.getsize(p) for p in paths), _pack.manifest_path(args.out)
     if len(paths) < args.shards:
         print(f"dareblopy pack: {len(items)} files make {len(paths)} shards, not "
               f"{args.shards}: a shard holds at least one file", file=sys.stderr)
-    size = sum(os.path.getsize(p) for p in paths)
     print(f"{args.out}: {len(items)} files in {len(paths)} {args.format} shard(s), "
-          f"{size} bytes; manifest {_pack.manifest_path(args.out)}")
+          f"{size} bytes; manifest {manifest}")
     return 0
+
+
+# ---- archives at paths or URLs
+
+def _is_url(path: str) -> bool:
+    from ._remote import is_url
+    return is_url(path)
+
+
+def _open_archive(path: str, **options):
+    """A zip at a path, or at a URL (s3://, gs://, https://, ...), read by
+    range requests; credentials come from the backend's environment."""
+    if _is_url(path):
+        from ._remote import RemoteObject
+        from ._remote_zip import RemoteArchive
+        return RemoteArchive(RemoteObject(path), **options)
+    from ._zip import Archive
+    return Archive(path, **options)
 
 
 # ---- ls
@@ -98,9 +120,8 @@ def add_ls(sub) -> None:
 
 
 def cmd_ls(args) -> int:
-    from ._zip import Archive
     names = {0: "stored", 8: "deflate", 30: "lz4"}
-    with Archive(args.archive) as archive:
+    with _open_archive(args.archive) as archive:
         for info in archive.infolist():
             stamp = "%04d-%02d-%02d %02d:%02d" % info.date_time[:5]
             method = names.get(info.compress_type, f"method{info.compress_type}")
@@ -118,8 +139,7 @@ def add_cat(sub) -> None:
 
 
 def cmd_cat(args) -> int:
-    from ._zip import Archive
-    with Archive(args.archive) as archive:
+    with _open_archive(args.archive) as archive:
         if args.name not in archive:
             raise NotFoundError(f"'{args.archive}' has no entry named '{args.name}' "
                                 f"(`dareblopy ls {args.archive}` lists them)")
@@ -146,10 +166,11 @@ def add_verify(sub) -> None:
 
 
 def cmd_verify(args) -> int:
-    from ._zip import Archive
     bad: List[str] = []
-    with Archive(args.archive, verify_crc=True) as archive:
+    with _open_archive(args.archive, verify_crc=True) as archive:
         infos = [i for i in archive.infolist() if not i.is_dir()]
+        if hasattr(archive, "fetch_entries"):  # at a URL: one range request for them all
+            archive.fetch_entries([i.index for i in infos])
         bar = _progress(len(infos), "verifying")
         for info in infos:
             try:

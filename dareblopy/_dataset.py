@@ -90,6 +90,7 @@ from ._labels import (Labels, label_of, labels_from_parent_dirs, name_label_line
                       read_label_file)
 from ._loader import build_in_order
 from ._order import BATCH_STREAM, EpochOrder, canonical_order
+from ._prefetch import follow_epoch
 from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipShard,  # noqa: F401
                       directory_shards, read_samples, tfrecord_shards, zip_shards)
 from ._shuffle import derive_seed
@@ -433,6 +434,26 @@ class ShardedDataset:
         return EpochOrder(self.lengths, self.seed, epoch, self.shuffle, self.shuffle_buffer)
 
 
+    def shard_schedule(self, epoch: int, start: int = 0,
+                       whole_epoch: bool = False) -> List[Tuple[int, int, int]]:
+        """(shard id, first batch, last batch) of each shard this rank's
+        batches from ``start`` on may read, ordered by first batch: what a
+        cache of remote shards prefetches, and when a shard is finished.
+        ``whole_epoch``: for a run of the whole epoch (the next epoch), not
+        the current run."""
+        order = self.epoch_order(epoch)
+        split = (RunSplit([(0, self.total)], self.rank, self.world_size, self.uneven)
+                 if whole_epoch else self.run_split())
+        b = self.batch_size
+        read = split.per_rank // b * b if self.drop_last else split.per_rank
+        spans: Dict[int, List[int]] = {}
+        for offset, lo, hi in split.slice_intervals(start * b, read):
+            for sid, first, last in order.shard_spans(lo, hi):
+                fb, lb = (offset + first - lo) // b, (offset + last - lo) // b
+                span = spans.setdefault(sid, [fb, lb])
+                span[0], span[1] = min(span[0], fb), max(span[1], lb)
+        return sorted(((sid, fb, lb) for sid, (fb, lb) in spans.items()), key=lambda t: t[1])
+
     # ---- reading
 
     @staticmethod
@@ -556,12 +577,19 @@ class ShardedDataset:
         if deprecated:
             raise TypeError(f"iter_partition: unexpected arguments {sorted(deprecated)}")
         plan = self.batch_plan(epoch, start, partition, partition_count)
+        follower = follow_epoch(self, epoch, start)  # None unless shards go through a cache
         if self.loader_threads <= 1 and self.queue_size <= 1:
-            for planned in plan:
-                yield self.build_batch(epoch, *planned)
-            return
-        yield from build_in_order(plan, lambda p: self.build_batch(epoch, *p),
-                                  self.loader_threads, self.queue_size)
+            batches = (self.build_batch(epoch, *planned) for planned in plan)
+        else:
+            batches = build_in_order(plan, lambda p: self.build_batch(epoch, *p),
+                                     self.loader_threads, self.queue_size)
+        try:
+            for batch in batches:
+                yield batch
+                if follower is not None:
+                    follower.handed_over(batch["index"])
+        finally:
+            batches.close()
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         """This rank's remaining batches of the current epoch; the position

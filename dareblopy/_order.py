@@ -81,3 +81,21 @@ class EpochOrder:
             flat = positions
         k = np.searchsorted(self.ends, flat, side="right")
         return self.shard_order[k], flat - self.starts[k]
+
+    def shard_spans(self, lo: int, hi: int) -> List[Tuple[int, int, int]]:
+        """(shard id, first, last position) of each shard that positions
+        [lo, hi) may read, in order: a shard's samples stay inside the
+        windows that overlap its shard-major range (what a cache of remote
+        shards prefetches, and when it may evict them)."""
+        out = []
+        for k in range(len(self.shard_order)):
+            s, e = int(self.starts[k]), int(self.ends[k])
+            if e == s:
+                continue
+            if self.shuffle:
+                s = s // self.window * self.window
+                e = min(-(-e // self.window) * self.window, self.total)
+            first, last = max(s, lo), min(e, hi) - 1
+            if first <= last:
+                out.append((int(self.shard_order[k]), first, last))
+        return out

@@ -33,6 +33,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from ._atomic import atomic_write
 from ._labels import name_label_lines
 from ._shuffle import permutation
+from ._source import manifest_hash_lines
 
 # Suffixes of files that are compressed already: deflating them again costs
 # an inflate on every read for well under 1% of size (Info-ZIP's zip -n).
@@ -265,11 +266,13 @@ def manifest_path(out: str) -> str:
 
 def write_manifest(out: str, paths: Sequence[str], groups: Sequence[Sequence[Item]],
                    classes: Optional[Sequence[str]]) -> str:
-    """``shard<TAB>name<TAB>label<TAB>source`` per item, atomically."""
+    """``shard<TAB>name<TAB>label<TAB>source`` per item, after a
+    ``# sha256`` line per shard, atomically."""
     target = manifest_path(out)
     with atomic_write(target, "w", encoding="utf-8") as fh:
         if classes:
             fh.write("# classes\t" + "\t".join(classes) + "\n")
+        fh.writelines(manifest_hash_lines(paths))  # checked by remote caches (_source.py)
         fh.write("# shard\tname\tlabel\tsource\n")
         for path, group in zip(paths, groups):
             for item in group:

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
 from ._errors import CorruptDataError, DbrError, error_from_code
 from ._ffi import ffi, lib
 from ._files import read_files
+from ._source import resolve as resolve_sources
 
 __all__ = ["ShardReader", "ArchiveShard", "Sample", "DirectoryShard", "ZipShard", "TFRecordShard",
            "directory_shards", "zip_shards", "tfrecord_shards"]
@@ -224,8 +225,9 @@ class ArchiveShard(ShardReader):
     reopens after :meth:`close`, stays behind when the reader is pickled,
     and shards order by file name."""
 
-    def __init__(self, path: PathLike):
+    def __init__(self, path: PathLike, source=None):
         self.path = os.fspath(path)
+        self.source = source  # a URL's RemoteSource: a cache, or range reads (_source.py)
         self._archive = _Handle()
 
     def archive(self):
@@ -243,6 +245,8 @@ class ArchiveShard(ShardReader):
         archive = self._archive.drop()
         if archive is not None:
             archive.close()
+        if self.source is not None:
+            self.source.release()
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -266,8 +270,8 @@ class ZipShard(ArchiveShard):
     (``verify_crc``, ``max_entry_size``, ...) go to
     :func:`dareblopy.open_zip_archive`."""
 
-    def __init__(self, path: PathLike, *, mmap: bool = False, **archive_options):
-        super().__init__(path)
+    def __init__(self, path: PathLike, *, mmap: bool = False, source=None, **archive_options):
+        super().__init__(path, source)
         self.options = dict(archive_options, mmap=bool(mmap))
         self._names: Optional[List[str]] = None
         self._indices: Optional[List[int]] = None  # central-directory index of each sample
@@ -277,17 +281,30 @@ class ZipShard(ArchiveShard):
             from ._zip import open_zip_archive
         except ImportError as exc:  # the zip layer is not built in
             raise ImportError(f"ZipShard({self.path!r}) needs dareblopy's zip support") from exc
-        archive = open_zip_archive(self.path, **self.options)
+        archive = (open_zip_archive(self.path, **self.options) if self.source is None
+                   else self.source.open_zip(**self.options))
         if self._names is None:
-            pairs = [(i, n) for i, n in enumerate(archive.namelist()) if not n.endswith("/")]
-            self._indices = [i for i, _ in pairs]
-            self._names = [n for _, n in pairs]
+            self._list(archive.namelist())
         return archive
+
+    def _list(self, namelist: List[str]) -> None:
+        pairs = [(i, n) for i, n in enumerate(namelist) if not n.endswith("/")]
+        self._indices = [i for i, _ in pairs]
+        self._names = [n for _, n in pairs]
 
     def _entries(self) -> List[str]:
         if self._names is None:
-            self.archive()
+            if self.source is not None:  # counting a remote shard downloads nothing
+                self._list(self.source.zip_namelist())
+            else:
+                self.archive()
         return self._names
+
+    def _archive_for(self, entries: List[int]):
+        archive = self.archive()
+        if self.source is not None:
+            self.source.before_read(archive, entries)
+        return archive
 
     def __len__(self) -> int:
         return len(self._entries())
@@ -304,23 +321,38 @@ class ZipShard(ArchiveShard):
         return f"entry '{self._entries()[index]}' of '{self.path}'"
 
     def read(self, indices: Sequence[int], threads: int = 1) -> List[Union[bytes, Exception]]:
-        return self.archive().read_entries([self._indices[i] for i in indices], threads=threads,
-                                           errors="return")
+        self._entries()
+        entries = [self._indices[i] for i in indices]
+        try:
+            archive = self._archive_for(entries)
+        except OSError as exc:  # a remote shard out of reach: each sample says so
+            return [exc] * len(entries)
+        return archive.read_entries(entries, threads=threads, errors="return")
 
     def decode_jpegs(self, indices: Sequence[int], **options):
         """Decodes the entries straight into a batch: C workers read each
         entry from the archive and decode it (see
         :func:`dareblopy.decode_jpeg_entries`)."""
         from ._jpeg import decode_jpeg_entries
-        archive = self.archive()
-        return decode_jpeg_entries(archive, [self._indices[i] for i in indices],
-                                   errors="return", **options)
+        self._entries()
+        entries = [self._indices[i] for i in indices]
+        try:
+            archive = self._archive_for(entries)
+        except OSError as exc:  # a remote shard out of reach: each sample says so
+            return None, [exc] * len(entries)
+        return decode_jpeg_entries(archive, entries, errors="return", **options)
 
 
-def zip_shards(paths: Sequence[PathLike], **options) -> List[ZipShard]:
+def zip_shards(paths: Union[PathLike, Sequence[PathLike]], *, cache=None,
+               storage_options: Optional[Dict[str, Any]] = None,
+               manifest: Optional[PathLike] = None, **options) -> List[ZipShard]:
     """One :class:`ZipShard` per archive; ``options`` (``mmap``,
-    ``verify_crc``, ...) go to each."""
-    return [ZipShard(p, **options) for p in paths]
+    ``verify_crc``, ...) go to each.  Paths may be URLs and brace patterns
+    (``s3://bucket/train-{00000..00099}.zip``), read through ``cache`` (a
+    :class:`dareblopy.ShardCache`) or, without one, by range reads; see
+    :func:`dareblopy._source.resolve`."""
+    return [ZipShard(p, source=s, **options)
+            for p, s in resolve_sources(paths, cache, storage_options, manifest)]
 
 
 # ---- TFRecord files --------------------------------------------------------
@@ -346,8 +378,9 @@ class TFRecordShard(ShardReader):
 
     def __init__(self, path: PathLike, *, data: Optional[str] = "data",
                  key: Optional[str] = "path", label: Optional[str] = "label",
-                 verify_crc: bool = True):
+                 verify_crc: bool = True, source=None):
         self.path = os.fspath(path)
+        self.source = source  # a URL's RemoteSource: read from its cached download
         self.features = (data, key if data else None, label if data else None)
         self.verify_crc = bool(verify_crc)
         self._reader = _Handle()
@@ -356,9 +389,10 @@ class TFRecordShard(ShardReader):
 
     def _open(self):
         from ._tfrecord import RecordReader, load_index
-        reader = RecordReader(self.path, verify_crc=self.verify_crc)
+        path = self.path if self.source is None else self.source.local_path()
+        reader = RecordReader(path, verify_crc=self.verify_crc)
         try:
-            index = load_index(self.path)
+            index = load_index(path)
         except CorruptDataError as exc:
             index = _index_before_damage(reader.file)
             self.damage = exc
@@ -401,7 +435,10 @@ class TFRecordShard(ShardReader):
 
     def read_samples(self, indices: Sequence[int],
                      threads: int = 1) -> List[Union[Sample, Exception]]:
-        reader, index, parser = self._handles()
+        try:
+            reader, index, parser = self._handles()
+        except OSError as exc:  # a remote shard out of reach: each sample says so
+            return [exc] * len(indices)
         data_name, key_name, label_name = self.features
         out: List[Union[Sample, Exception]] = []
         for i in indices:
@@ -425,6 +462,8 @@ class TFRecordShard(ShardReader):
 
     def close(self) -> None:
         self._reader.drop()  # the File closes when its last user lets go
+        if self.source is not None:
+            self.source.release()
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -474,7 +513,12 @@ def _index_before_damage(file) -> np.ndarray:
     return np.array(pairs, dtype=np.uint64).reshape(-1, 2)
 
 
-def tfrecord_shards(paths: Sequence[PathLike], **options) -> List[TFRecordShard]:
+def tfrecord_shards(paths: Union[PathLike, Sequence[PathLike]], *, cache=None,
+                    storage_options: Optional[Dict[str, Any]] = None,
+                    manifest: Optional[PathLike] = None, **options) -> List[TFRecordShard]:
     """One :class:`TFRecordShard` per file; ``options`` (``data``, ``key``,
-    ``label``, ``verify_crc``) go to each."""
-    return [TFRecordShard(p, **options) for p in paths]
+    ``label``, ``verify_crc``) go to each.  URLs and brace patterns as for
+    :func:`zip_shards`; URLs need a ``cache`` (records are read from the
+    downloaded file)."""
+    return [TFRecordShard(p, source=s, **options)
+            for p, s in resolve_sources(paths, cache, storage_options, manifest)]

@@ -74,6 +74,19 @@ class RunSplit:
         seq = (self.rank * self.per_rank + np.arange(lo, hi, dtype=np.int64)) % self.total
         return self._to_epoch(seq)
 
+    def slice_intervals(self, lo: int, hi: int) -> List[Tuple[int, int, int]]:
+        """(slice offset, epoch start, epoch end) of intervals of the epoch
+        order that cover this rank's slice offsets ``[lo, hi)``, in order."""
+        hi = min(hi, self.per_rank)
+        out: List[Tuple[int, int, int]] = []
+        q = lo
+        while q < hi and self.total:
+            s = (self.rank * self.per_rank + q) % self.total  # padding wraps to the start
+            for a, b in self._epoch_intervals(s, s + min(hi - q, self.total - s)):
+                out.append((q, a, b))
+                q += b - a
+        return out
+
     def after(self, consumed: int) -> Intervals:
         """What remains of the run once every rank consumed the first
         ``consumed`` positions of its slice (the same on every rank)."""

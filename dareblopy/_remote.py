@@ -1,0 +1,258 @@
+"""Shards named by URL: brace ranges, and byte access to one remote object
+through fsspec (s3fs for ``s3://``, gcsfs for ``gs://``, aiohttp for
+``https://``, or any other fsspec protocol).
+
+libdbr reads local files only; this module is where bytes cross the
+network.  Every request is retried a bounded number of times with
+exponential backoff, then fails with an error that names the URL.  A
+missing object or refused credentials are not retried: asking again gives
+the same answer.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+PathLike = Union[str, os.PathLike]
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)")
+
+
+# botocore's names for credentials it could not find: asking again cannot help.
+_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError")
+
+
+class RemoteError(OSError):
+    """A remote object could not be read; ``url`` names it."""
+
+    def __init__(self, url: str, message: str):
+        super().__init__(f"{url}: {message}")
+        self.url = url
+
+
+class RemoteNotFoundError(RemoteError, FileNotFoundError):
+    """The bucket, object or URL does not exist."""
+
+
+class RemoteAccessError(RemoteError, PermissionError):
+    """The server refused the credentials."""
+
+
+class ShardChangedError(RemoteError):
+    """The object changed on the server (size or ETag) during the run."""
+
+
+def is_url(path: Any) -> bool:
+    """True for ``scheme://...`` strings other than ``file://``."""
+    return isinstance(path, str) and bool(_SCHEME.match(path)) and not path.startswith("file://")
+
+
+def expand_braces(pattern: str) -> List[str]:
+    """Shell-style brace expansion, as users write shard lists:
+    ``train-{00000..00099}.zip`` (zero-padded when an end is), ``{a,b}``;
+    braces holding neither ``..`` nor ``,`` stay as they are."""
+    m = _BRACE.search(pattern)
+    if m is None:
+        return [pattern]
+    head, body, tail = pattern[:m.start()], m.group(1), pattern[m.end():]
+    r = _RANGE.fullmatch(body)
+    if r:
+        a, b = r.groups()
+        lo, hi = int(a), int(b)
+        padded = any(len(s.lstrip("-")) > 1 and s.lstrip("-")[0] == "0" for s in (a, b))
+        width = max(len(a), len(b)) if padded else 0
+        step = 1 if hi >= lo else -1
+        alternatives = [str(i).zfill(width) for i in range(lo, hi + step, step)]
+    elif "," in body:
+        alternatives = body.split(",")
+    else:  # not an expansion: keep the braces, expand what follows
+        return [head + "{" + body + "}" + rest for rest in expand_braces(tail)]
+    rests = expand_braces(tail)
+    return [head + alt + rest for alt in alternatives for rest in rests]
+
+
+def shard_locations(paths: Union[PathLike, Sequence[PathLike]]) -> List[Union[str, os.PathLike]]:
+    """A pattern or a list of paths/URLs, with brace ranges expanded in
+    every string."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: List[Union[str, os.PathLike]] = []
+    for p in paths:
+        if isinstance(p, str) and p.startswith("file://"):
+            p = p[len("file://"):]
+        out.extend(expand_braces(p) if isinstance(p, str) else [p])
+    return out
+
+
+def _version_of(info: Dict[str, Any]) -> Optional[str]:
+    """What identifies one version of an object (S3/HTTP ETag, GCS
+    generation, else the modification time)."""
+    for key in ("ETag", "etag", "generation", "Last-Modified", "LastModified", "mtime",
+                "last_modified"):
+        if info.get(key) is not None:
+            return str(info[key])
+    return None
+
+
+class RemoteObject:
+    """One object at a URL: its size and version, range reads, and chunked
+    downloads, with bounded retries.  Picklable: the fsspec filesystem is
+    made on first use in each process.
+
+    ``size``/``version`` are those seen when the object was first asked
+    about (``stat``); later reads that find another size or version raise
+    :class:`ShardChangedError` instead of mixing two versions."""
+
+    def __init__(self, url: str, storage_options: Optional[Dict[str, Any]] = None, *,
+                 retries: int = 3, backoff: float = 0.5,
+                 size: Optional[int] = None, version: Optional[str] = None):
+        self.url = url
+        self.storage_options = dict(storage_options or {})
+        self.retries = max(0, int(retries))
+        self.backoff = float(backoff)
+        self.size = size
+        self.version = version
+        self._fs = None
+        self._path = None
+        self._pid = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.update(_fs=None, _path=None, _pid=None)
+        return state
+
+    def __repr__(self) -> str:
+        return f"RemoteObject({self.url!r}, size={self.size})"
+
+    @property
+    def name(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+    def _filesystem(self):
+        if self._fs is None or self._pid != os.getpid():
+            try:
+                from fsspec.core import url_to_fs
+            except ImportError as exc:
+                raise ImportError(f"{self.url}: reading URLs needs fsspec and its backend "
+                                  f"(pip install 'dareblopy[remote]')") from exc
+            try:
+                self._fs, self._path = url_to_fs(self.url, **self.storage_options)
+            except ImportError as exc:
+                raise ImportError(f"{self.url}: no fsspec backend for this protocol "
+                                  f"({exc}); pip install 'dareblopy[remote]'") from exc
+            self._pid = os.getpid()
+        return self._fs, self._path
+
+    def _call(self, what: str, fn, *args):
+        """fn(fs, path, *args), retried on transient errors."""
+        attempt = 0
+        while True:
+            try:
+                fs, path = self._filesystem()
+                return fn(fs, path, *args)
+            except (RemoteError, ImportError):
+                raise
+            except FileNotFoundError as exc:
+                if getattr(exc.__cause__, "status", None) in (401, 403):  # fsspec's HTTP info
+                    raise RemoteAccessError(self.url, f"access denied ({exc.__cause__})") from exc
+                raise RemoteNotFoundError(self.url, f"not found ({exc})") from exc
+            except PermissionError as exc:
+                raise RemoteAccessError(self.url, f"access denied ({exc})") from exc
+            except Exception as exc:  # network, server and protocol errors
+                status = getattr(exc, "status", None)
+                if status in (401, 403) or type(exc).__name__ in _NO_CREDENTIALS:
+                    raise RemoteAccessError(self.url, f"access denied ({exc})") from exc
+                if status == 404:
+                    raise RemoteNotFoundError(self.url, f"not found ({exc})") from exc
+                if attempt >= self.retries:
+                    raise RemoteError(self.url, f"{what} failed after {attempt + 1} attempts: "
+                                                f"{type(exc).__name__}: {exc}") from exc
+                time.sleep(self.backoff * 2 ** attempt)
+                attempt += 1
+
+    def stat(self) -> Tuple[int, Optional[str]]:
+        """(size, version) as the server reports them now; the first call
+        fixes the identity that later calls must match."""
+        def info(fs, path):
+            fs.invalidate_cache(path)  # a listing's cached answer would hide a change
+            return fs.info(path)
+        info = self._call("stat", info)
+        if info.get("type") == "directory":
+            raise RemoteNotFoundError(self.url, "is a directory, not a shard")
+        size, version = info.get("size"), _version_of(info)
+        if size is None:
+            raise RemoteError(self.url, "the server does not report the size")
+        size = int(size)
+        if self.size is None:
+            self.size, self.version = size, version
+        elif size != self.size or (self.version is not None and version != self.version):
+            raise ShardChangedError(self.url, f"changed on the server during the run (size "
+                                              f"{self.size} -> {size}, version {self.version} "
+                                              f"-> {version})")
+        return size, version
+
+    def known_size(self) -> int:
+        if self.size is None:
+            self.stat()
+        return self.size
+
+    def read_range(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object; a short answer (truncated
+        response, or a server ignoring Range) is retried, then an error."""
+        def get(fs, path):
+            data = fs.cat_file(path, start=start, end=end)
+            if len(data) != end - start:
+                raise EOFError(f"asked for bytes [{start}, {end}), got {len(data)} bytes")
+            return data
+        if end <= start:
+            return b""
+        return self._call(f"read of bytes [{start}, {end})", get)
+
+    def download_into(self, fd: int, chunk_bytes: int = 8 << 20, on_chunk=None) -> None:
+        """Writes the whole object into fd (pre-sized) chunk by chunk, each
+        chunk a range read with its own retries (so a retry resumes where the
+        last chunk ended).  on_chunk(data) sees the chunks in order.  The
+        version is checked before and after."""
+        size = self.known_size()
+        self.stat()
+        for start in range(0, size, chunk_bytes):
+            data = self.read_range(start, min(size, start + chunk_bytes))
+            view = memoryview(data)
+            while view:
+                view = view[os.pwrite(fd, view, start + len(data) - len(view)):]
+            if on_chunk is not None:
+                on_chunk(data)
+        self.stat()
+
+    def upload_from(self, local_path: str) -> None:
+        """Copies a local file to the URL (used by ``pack`` for URL outputs)."""
+        self._call("upload", lambda fs, path: fs.put_file(local_path, path))
+
+
+def stat_many(objects: Sequence[RemoteObject]) -> None:
+    """Fixes size and version of many objects, with one listing per folder
+    where the backend lists (S3, GCS), else one request per object."""
+    by_folder: Dict[str, List[RemoteObject]] = {}
+    for obj in objects:
+        if obj.size is None:
+            by_folder.setdefault(obj.url.rsplit("/", 1)[0], []).append(obj)
+    for folder, objs in by_folder.items():
+        listing = None
+        if len(objs) > 1 and not objs[0].url.startswith(("http://", "https://")):
+            try:
+                listing = objs[0]._call("listing", lambda fs, path: {
+                    fs.unstrip_protocol(i["name"]).rstrip("/"): i
+                    for i in fs.ls(fs._parent(path), detail=True)})
+            except RemoteError:
+                listing = None  # fall back to one stat per object: it names the URL
+        for obj in objs:
+            info = listing.get(obj.url.rstrip("/")) if listing else None
+            if (info is not None and info.get("size") is not None
+                    and info.get("type") != "directory"):
+                obj.size, obj.version = int(info["size"]), _version_of(info)
+            else:
+                obj.stat()
