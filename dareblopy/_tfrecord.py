@@ -27,6 +27,7 @@ from ._example import RecordParser
 from ._ffi import ffi, lib
 from ._files import File
 from ._index_cache import index_locations, store_index
+from ._order import EpochOrder
 from ._shuffle import SplitMix64, permutation
 
 INDEX_SUFFIX = ".idx"
@@ -398,35 +399,31 @@ class RecordYielderBasic:
 
 
 class _Plan:
-    """The order of all records of plain files, from their indexes: shuffled
-    across files, or (``shuffle_records=False``, a shuffle buffer of one
-    record) each file in its own order, the files in a shuffled order."""
+    """The records of plain files in the order of an epoch, as the dataset
+    orders samples (``EpochOrder``: the files permuted, their records laid
+    end to end, each window of ``window`` positions permuted on its own),
+    handed out a batch at a time: which file, offset and frame length."""
 
-    def __init__(self, filenames, seed, epoch, shuffle_records=True):
+    def __init__(self, filenames, seed, epoch, window):
         self.files = [File.open(n) for n in filenames]
-        indexes = [load_index(n) for n in filenames]
         self.handles = [f._h() for f in self.files]
-        if not shuffle_records:
-            files = permutation(len(indexes), seed, epoch)
-            indexes = [indexes[k] for k in files]
-            self.handles = [self.handles[k] for k in files]
-        which = np.concatenate([np.full(len(ix), k, np.int64) for k, ix in enumerate(indexes)]) \
-            if indexes else np.zeros(0, np.int64)
-        pairs = np.concatenate(indexes) if indexes else np.zeros((0, 2), np.uint64)
-        order = permutation(len(pairs), seed, epoch) if shuffle_records else \
-            np.arange(len(pairs))
-        self.which = which[order]
-        self.offsets = np.ascontiguousarray(pairs[order, 0])
-        self.lengths = np.ascontiguousarray(pairs[order, 1])
-        self.pos = 0
+        indexes = [load_index(n) for n in filenames]
+        lengths = np.array([len(ix) for ix in indexes], np.int64)
+        self._first = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(lengths) else lengths
+        self._pairs = np.concatenate(indexes) if indexes else np.zeros((0, 2), np.uint64)
+        self._order = EpochOrder(lengths, seed, epoch, shuffle=True, window=window)
+        self._pos = 0
         self._lock = threading.Lock()
 
     def take(self, n):
-        """The next n entries of the order (a slice); thread-safe."""
+        """The next (up to) n records: (file numbers, offsets, frame
+        lengths); thread-safe."""
         with self._lock:
-            s = slice(self.pos, min(self.pos + n, len(self.offsets)))
-            self.pos = s.stop
-        return s
+            start = self._pos
+            self._pos = min(start + n, self._order.total)
+            which, local = self._order.samples(np.arange(start, self._pos))
+        pairs = self._pairs[self._first[which] + local]
+        return which, np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
 
 
 class _BufferShuffle:
@@ -463,11 +460,13 @@ class _BufferShuffle:
 class RecordYielderRandomized:
     """Records of several files in a random order fixed by (seed, epoch).
 
-    Plain files are shuffled exactly, across all records of all files,
-    through their indexes (any ``buffer_size`` above 1 gives the same);
-    compressed files through a buffer of ``buffer_size`` records.  A
-    ``buffer_size`` of 1 cannot shuffle records, as in DareBlopy 0.0.5:
-    each file is read in order, the files in a random order."""
+    As in DareBlopy 0.0.5, the files come in a random order and a record
+    moves about ``buffer_size`` positions from its place in them: plain
+    files through their indexes, with the dataset's epoch order (each
+    window of ``buffer_size`` positions permuted; a window as large as the
+    data shuffles everything), compressed files through a buffer of
+    ``buffer_size`` records.  A ``buffer_size`` of 1 cannot shuffle
+    records: each file is read in order."""
 
     def __init__(self, filenames: Sequence, buffer_size: int = 1000, seed: int = None,
                  epoch: int = 0, compression=None):
@@ -475,7 +474,7 @@ class RecordYielderRandomized:
         filenames = [os.fspath(n) for n in filenames]
         seed = _seed(seed)
         if compression == Compression.NONE:
-            self._plan = _Plan(filenames, seed, epoch, shuffle_records=int(buffer_size) > 1)
+            self._plan = _Plan(filenames, seed, epoch, window=int(buffer_size))
             self._shuffle = None
         else:
             self._plan = None
@@ -488,9 +487,9 @@ class RecordYielderRandomized:
             batch = self._shuffle.next_n(n)
         else:
             p = self._plan
-            s = p.take(n)
+            which, offsets, _ = p.take(n)
             batch = [_read_frame(p.handles[w], o) for w, o in
-                     zip(p.which[s].tolist(), p.offsets[s].tolist())]
+                     zip(which.tolist(), offsets.tolist())]
         if not batch:
             raise StopIteration
         return batch
@@ -535,11 +534,11 @@ class ParsedRecordYielderRandomized:
         p = self._yielder._plan
         if p is None or _batch_size(n) == 0:
             return self.parser.parse_example(self._yielder.next_n(n))
-        s = p.take(n)
-        if s.stop <= s.start:
+        which, offsets, lengths = p.take(n)
+        if not len(which):
             raise StopIteration
-        handles = [p.handles[w] for w in p.which[s].tolist()]
-        return self.parser._parse_at(handles, p.offsets[s], p.lengths[s], alloc=self._alloc)
+        handles = [p.handles[w] for w in which.tolist()]
+        return self.parser._parse_at(handles, offsets, lengths, alloc=self._alloc)
 
     def __iter__(self):
         return self

@@ -381,9 +381,23 @@ def parse_example_strings(db):
     records = mixed_records()
     out = []
     for shape in ([], [1]):
-        p = db.RecordParser({"name": db.FixedLenFeature(shape, db.string)})
+        # run_parallel=False: 0.0.5's threaded string parsing races (below)
+        p = db.RecordParser({"name": db.FixedLenFeature(shape, db.string)}, False)
         out += [p.parse_example(records), p.parse_single_example(records[0])]
     return out
+
+
+@divergent
+def parse_example_strings_threaded(db):
+    """The number of threaded batch parses of string features, of up to
+    2000, that go wrong (stops at the first)."""
+    records = mixed_records()
+    expected = [b"sample %d" % k for k in range(len(records))]
+    for _ in range(2000):
+        p = db.RecordParser({"name": db.FixedLenFeature([1], db.string)}, True)
+        if [row[0] for row in p.parse_example(records)[0]] != expected:
+            return 1
+    return 0
 
 
 @case

@@ -352,10 +352,10 @@ def test_randomized_yielders(tmp_path):
         got += ids.tolist()
     assert got == a
     batches = list(db.ParsedTFRecordsDatasetIterator(names, {"id": db.FixedLenFeature([], db.int64)},
-                                                    5, seed=5))
+                                                    5, buffer_size=10, seed=5))
     assert [len(b[0]) for b in batches] == [5, 5, 5, 5, 1]
     assert sum((b[0].tolist() for b in batches), []) == a
-    raw = list(db.TFRecordsDatasetIterator(names, 6, seed=5))
+    raw = list(db.TFRecordsDatasetIterator(names, 6, buffer_size=10, seed=5))
     assert sum((_ids(b) for b in raw), []) == a
     basic = db.RecordYielderBasic(names)
     assert _ids(basic.next_n(100)) == [k * 100 + i for k in range(3) for i in range(7)]
@@ -514,3 +514,23 @@ def test_buffer_of_one_keeps_file_order(tmp_path):
         assert sorted(b[0] // 100 for b in blocks) == [0, 1, 2]
         for b in blocks:  # each file whole and in order; the files in a seeded order
             assert b == list(range(b[0], b[0] + 6))
+
+
+@pytest.mark.parametrize("buffer_size", [2, 4, 5])
+def test_randomized_yielder_moves_records_within_buffer_windows(tmp_path, buffer_size):
+    """The epoch order of ShardedDataset: files permuted, records end to end,
+    each window of buffer_size positions permuted on its own."""
+    names = _files(tmp_path, n_files=3, per=7)
+    shuffled_somewhere = False
+    for seed in range(6):
+        got = _ids(db.RecordYielderRandomized(names, buffer_size, seed, 0).next_n(100))
+        first_seen = {}
+        for pos, i in enumerate(got):
+            first_seen.setdefault(i // 100, pos)
+        files = sorted(first_seen, key=first_seen.get)
+        shard_major = [k * 100 + i for k in files for i in range(7)]
+        assert sorted(got) == sorted(shard_major)
+        for w in range(0, len(got), buffer_size):
+            assert sorted(got[w:w + buffer_size]) == sorted(shard_major[w:w + buffer_size])
+        shuffled_somewhere |= got != shard_major
+    assert shuffled_somewhere
