@@ -11,8 +11,9 @@ the shard's file name):
   (when the manifest records one) and the server's version were checked, so
   a process killed mid-download leaves only a ``.part``, which the next
   process that wants the shard deletes and downloads again;
-- ``KEY.shard.idx``: a TFRecord shard's index, written beside it on first
-  read (16 bytes per record; counted once written, deleted with the shard);
+- ``index/``: the indexes readers build of cached shards (tar members,
+  TFRecord offsets: a few bytes per sample, one file per shard URL), kept
+  outside the limit so that a reader never writes unreserved bytes into it;
 - ``KEY.lock``: the shard's lock, holding a few hundred bytes of metadata
   (URL, size, version, hash) of the complete file.  Lock files are never
   deleted and are not counted in the limit.
@@ -29,7 +30,7 @@ and two opens in one process exclude each other like two processes):
   one step for the whole node, so two processes never both see the same
   free bytes.
 
-The limit counts the bytes of ``.shard``, ``.part`` and ``.idx`` files;
+The limit counts the bytes of ``.shard`` and ``.part`` files;
 shards are reserved under the directory lock before a byte is written.
 Eviction deletes only unpinned files: first stale downloads, then shards
 whose next use is furthest away in the plan the dataset gave (shards the
@@ -49,7 +50,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ._remote import RemoteError, RemoteObject
 
 _SHARD, _PART, _LOCK = ".shard", ".part", ".lock"
-_INDEX = _SHARD + ".idx"  # a TFRecord shard's index, written beside it
 _DIR_LOCK = ".dir.lock"
 
 
@@ -112,7 +112,8 @@ class ShardCache:
         self.stall_timeout = float(stall_timeout)
         self.chunk_bytes = int(chunk_bytes)
         self.poll_interval = float(poll_interval)
-        os.makedirs(self.directory, exist_ok=True)
+        self.index_directory = os.path.join(self.directory, "index")
+        os.makedirs(self.index_directory, exist_ok=True)
         self._init_process_state()
 
     def _init_process_state(self) -> None:
@@ -123,8 +124,8 @@ class ShardCache:
         self._prefetcher: Optional["_Prefetcher"] = None
 
     def __getstate__(self):
-        return {k: getattr(self, k) for k in ("directory", "limit_bytes", "stall_timeout",
-                                              "chunk_bytes", "poll_interval")}
+        return {k: getattr(self, k) for k in ("directory", "index_directory", "limit_bytes",
+                                              "stall_timeout", "chunk_bytes", "poll_interval")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -154,7 +155,7 @@ class ShardCache:
         total = 0
         with os.scandir(self.directory) as it:
             for entry in it:
-                if entry.name.endswith((_SHARD, _PART, ".idx")):
+                if entry.name.endswith((_SHARD, _PART)):
                     try:
                         total += entry.stat().st_size
                     except FileNotFoundError:
@@ -271,7 +272,7 @@ class ShardCache:
         """Downloads under the shard's exclusive lock; False when prefetch
         finds no room."""
         part = self.path(key, _PART)
-        for stale in (part, self.path(key), self.path(key, _INDEX)):
+        for stale in (part, self.path(key)):
             try:
                 os.unlink(stale)  # a killed download, or an outdated version
             except FileNotFoundError:
@@ -385,10 +386,10 @@ class ShardCache:
             try:
                 if not _try_lock(fd, fcntl.LOCK_EX):
                     continue  # pinned, or being downloaded
-                for suffix in (_PART, _SHARD, _INDEX):
+                for path in (self.path(k, _PART), self.path(k)):
                     try:
-                        size = os.stat(self.path(k, suffix)).st_size
-                        os.unlink(self.path(k, suffix))
+                        size = os.stat(path).st_size
+                        os.unlink(path)
                         freed += size
                     except FileNotFoundError:
                         pass

@@ -216,9 +216,9 @@ class RemoteObject:
         """Writes the whole object into fd (pre-sized) chunk by chunk, each
         chunk a range read with its own retries (so a retry resumes where the
         last chunk ended).  on_chunk(data) sees the chunks in order.  The
-        version is checked before and after."""
+        version is checked after the last chunk: a change since the object
+        was first seen (listing or stat) raises ShardChangedError."""
         size = self.known_size()
-        self.stat()
         for start in range(0, size, chunk_bytes):
             data = self.read_range(start, min(size, start + chunk_bytes))
             view = memoryview(data)

@@ -389,10 +389,11 @@ class TFRecordShard(ShardReader):
 
     def _open(self):
         from ._tfrecord import RecordReader, load_index
-        path = self.path if self.source is None else self.source.local_path()
+        path, index_dir = ((self.path, None) if self.source is None else
+                           (self.source.local_path(), self.source.index_dir()))
         reader = RecordReader(path, verify_crc=self.verify_crc)
         try:
-            index = load_index(path)
+            index = load_index(path, cache_dir=index_dir)
         except CorruptDataError as exc:
             index = _index_before_damage(reader.file)
             self.damage = exc

@@ -50,6 +50,11 @@ class RemoteSource:
                 return path
             return self.cache.path(self.cache.key(self.url))
 
+    def index_dir(self) -> str:
+        """Where readers keep indexes of cached shards (tar members,
+        TFRecord offsets): beside the cache, outside its byte limit."""
+        return self.cache.index_directory
+
     def open_zip(self, **options):
         """The shard as an Archive: the cached file, or range reads."""
         from ._zip import open_zip_archive

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -307,8 +307,8 @@ class TarShard(ArchiveShard):
     file."""
 
     def __init__(self, path: PathLike, extensions: Optional[Sequence[str]] = None, *,
-                 cache_dir: Optional[str] = None, mmap: bool = False):
-        super().__init__(path)
+                 cache_dir: Optional[str] = None, mmap: bool = False, source=None):
+        super().__init__(path, source)
         self.extensions = tuple(e.lower() for e in extensions) if extensions else None
         self.cache_dir = cache_dir
         self.mmap = bool(mmap)
@@ -317,7 +317,9 @@ class TarShard(ArchiveShard):
         self._labels: Optional[List[Union[int, None, Exception]]] = None
 
     def _open(self) -> TarArchive:
-        archive = TarArchive(self.path, cache_dir=self.cache_dir, mmap=self.mmap)
+        path, index_dir = ((self.path, self.cache_dir) if self.source is None else
+                           (self.source.local_path(), self.cache_dir or self.source.index_dir()))
+        archive = TarArchive(path, cache_dir=index_dir, mmap=self.mmap)
         if self._samples is None:
             regular = (archive.entries()["is_dir"] == 0).tolist()
             self._samples = group_samples(archive.namelist(), regular,
@@ -432,11 +434,16 @@ class TarShard(ArchiveShard):
 
 def tar_shards(paths: Union[PathLike, Sequence[PathLike]],
                extensions: Optional[Sequence[str]] = None, *,
-               cache_dir: Optional[str] = None, mmap: bool = False) -> List[TarShard]:
-    """One :class:`TarShard` per WebDataset tar file, in the order given."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    return [TarShard(p, extensions, cache_dir=cache_dir, mmap=mmap) for p in paths]
+               cache_dir: Optional[str] = None, mmap: bool = False, cache=None,
+               storage_options: Optional[Dict[str, Any]] = None,
+               manifest: Optional[PathLike] = None) -> List[TarShard]:
+    """One :class:`TarShard` per WebDataset tar file, in the order given.
+    URLs and brace patterns as for :func:`dareblopy.zip_shards`; URLs need a
+    ``cache`` (a tar has no directory to read by ranges, so counting a
+    shard's samples downloads it)."""
+    from ._source import resolve
+    return [TarShard(p, extensions, cache_dir=cache_dir, mmap=mmap, source=s)
+            for p, s in resolve(paths, cache, storage_options, manifest)]
 
 
 __all__ = ["TarArchive", "open_tar_archive", "TarShard", "tar_shards", "split_key",

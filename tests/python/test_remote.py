@@ -485,3 +485,38 @@ def test_torch_workers_share_one_download_per_shard(http, tmp_path):
     for i in range(4):
         path = f"/w{i}.zip"
         assert http.bytes_sent(path) - listing[path] == size, path  # one download
+
+
+def test_tar_and_tfrecord_shards_at_urls_through_the_cache(http, tmp_path):
+    import tarfile
+    want_tar, want_tf = {}, {}
+    for i in range(3):
+        with tarfile.open(http.root_path / f"t{i}.tar", "w") as tar:
+            for j in range(20):
+                data = os.urandom(2000 + j)
+                info = tarfile.TarInfo(f"s{i}_{j:03d}.bin")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+                want_tar[f"t{i}.tar/s{i}_{j:03d}"] = data
+        with db.TFRecordWriter(str(http.root_path / f"r{i}.tfrecord")) as w:
+            for j in range(20):
+                data = os.urandom(1500 + j)
+                w.write(db.serialize_example({"path": f"r{i}/{j}", "data": data}))
+                want_tf[f"r{i}/{j}"] = data
+    tar_size = max(os.path.getsize(http.root_path / f"t{i}.tar") for i in range(3))
+    cache = db.ShardCache(str(tmp_path / "c"), 2 * tar_size)  # 2 of 3 shards
+    shards = db.tar_shards(f"{http.url}/t{{0..2}}.tar", cache=cache)
+    got = {}
+    for batch in db.ShardedDataset(shards, 8, seed=1, shuffle_buffer=10):
+        for key, sample in zip(batch["keys"], batch["data"]):
+            got[key] = sample["bin"]
+    assert got == want_tar
+    assert cache.usage() <= cache.limit_bytes
+    cache.stop()
+    cache = db.ShardCache(str(tmp_path / "c2"), 1 << 20)
+    shards = db.tfrecord_shards(f"{http.url}/r{{0..2}}.tfrecord", cache=cache)
+    got = {k: d for b in db.ShardedDataset(shards, 8) for k, d in zip(b["keys"], b["data"])}
+    assert got == want_tf
+    cache.stop()
+    with pytest.raises(ValueError, match="needs a cache"):
+        db.ShardedDataset(db.tfrecord_shards(f"{http.url}/r0.tfrecord"), 4)
