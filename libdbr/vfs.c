@@ -88,6 +88,10 @@ static const char *dir_rel(const char *path) { return *path ? path : "."; }
  * where the kernel has it (Linux 5.6+): the kernel refuses, with EXDEV,
  * any symlink or ".." that would leave the root.  Elsewhere the walk below
  * does the same in user space, one O_NOFOLLOW component at a time. */
+#ifndef O_PATH
+#define O_PATH O_RDONLY
+#endif
+
 #if defined(__linux__) && !defined(SYS_openat2)
 #define SYS_openat2 437 /* the same number on every architecture */
 #endif
@@ -108,11 +112,12 @@ static int openat2_allowed = 1; /* tests turn it off to test the walk */
 static pthread_once_t openat2_once = PTHREAD_ONCE_INIT;
 
 /* Seccomp filters may answer ENOSYS or EPERM for a syscall they do not
- * know, so a real call decides, once. */
+ * know, so a real call decides, once; any other failure (a working
+ * directory that is gone or unreadable) still proves the call exists. */
 static void probe_openat2(void)
 {
-    int fd = openat2_beneath(AT_FDCWD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    kernel_openat2 = fd >= 0;
+    int fd = openat2_beneath(AT_FDCWD, ".", O_PATH | O_CLOEXEC);
+    kernel_openat2 = fd >= 0 || (errno != ENOSYS && errno != EPERM);
     if (fd >= 0)
         close(fd);
 }
@@ -134,9 +139,6 @@ static int use_openat2(void) { return 0; }
 int dbr__vfs_allow_openat2(int allow) { (void)allow; return 0; }
 #endif
 
-#ifndef O_PATH
-#define O_PATH O_RDONLY
-#endif
 enum { MAX_LINK_HOPS = 40 }; /* as the kernel's ELOOP limit */
 
 /* The user-space walk: every component is checked with

@@ -170,6 +170,9 @@ int main(void)
     CHECK_RC(dbr_vfs_list(vfs, "deep/prefix", &list, &list_len, &list_count), DBR_OK);
     CHECK(list_count == 1 && strcmp(list, "file.bin") == 0);
     dbr_free(list);
+    dbr_tar_retain(t); /* a binding's reference outlives the opener's */
+    dbr_tar_close(t);
+    CHECK(dbr_tar_count(t) > 0);
     dbr_file *f = NULL;
     CHECK_RC(dbr_vfs_open(vfs, "000123.jpg", &f), DBR_OK);
     dbr_tar_close(t); /* the file and the mount keep the archive alive */

@@ -6,7 +6,9 @@ right bytes or raises ValueError (closed); nothing crashes.  CI also runs
 this file against the ASan build of libdbr, where a use-after-free in any
 round fails the run."""
 import os
+import io
 import random
+import tarfile
 import threading
 import time
 import zipfile
@@ -32,12 +34,18 @@ def data(tmp_path_factory):
     tree.mkdir()
     for name, blob in blobs.items():
         (tree / name).write_bytes(blob)
+    tarpath = root / "a.tar"
+    with tarfile.open(tarpath, "w") as t:
+        for name, blob in blobs.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            t.addfile(info, io.BytesIO(blob))
     records = [rng.randbytes(rng.choice([10, 50_000])) for _ in range(40)]
     tpath = root / "r.tfrecord"
     with db.TFRecordWriter(str(tpath)) as w:
         for r in records:
             w.write(r)
-    return {"zip": str(zpath), "tree": str(tree), "blobs": blobs, "tfrecord": str(tpath),
+    return {"zip": str(zpath), "tar": str(tarpath), "tree": str(tree), "blobs": blobs, "tfrecord": str(tpath),
             "records": records}
 
 
@@ -89,6 +97,18 @@ def test_archive_close_during_reads(data):
 
     # mmap=False: a freed archive is heap memory, which ASan watches
     assert race(lambda: db.open_zip_archive(data["zip"], mmap=random.random() < 0.5), use) > 0
+
+
+def test_tar_archive_close_during_reads(data):
+    names = list(data["blobs"])
+
+    def use(t):
+        name = random.choice(names)
+        assert t.read(name) == data["blobs"][name]
+        assert t.read_many(names[:4], threads=2) == [data["blobs"][n] for n in names[:4]]
+
+    assert race(lambda: db.TarArchive(data["tar"], cache_index=False,
+                                      mmap=random.random() < 0.5), use) > 0
 
 
 def test_filesystem_close_during_lookups(data):
