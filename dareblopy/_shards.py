@@ -386,17 +386,21 @@ class TFRecordShard(ShardReader):
         self._reader = _Handle()
         self._count: Optional[int] = None
         self.damage: Optional[BaseException] = None
+        self._partial_index: Optional[np.ndarray] = None  # a damaged file's readable records
 
     def _open(self):
         from ._tfrecord import RecordReader, load_index
         path, index_dir = ((self.path, None) if self.source is None else
                            (self.source.local_path(), self.source.index_dir()))
         reader = RecordReader(path, verify_crc=self.verify_crc)
-        try:
-            index = load_index(path, cache_dir=index_dir)
-        except CorruptDataError as exc:
-            index = _index_before_damage(reader.file)
-            self.damage = exc
+        index = self._partial_index
+        if index is None:
+            try:
+                index = load_index(path, cache_dir=index_dir)
+            except CorruptDataError as exc:
+                # Kept, so reopening (after eviction) never rescans the file.
+                index = self._partial_index = _index_before_damage(reader.file)
+                self.damage = exc
         self._count = len(index)
         return reader, index, _parser(*self.features)
 

@@ -228,9 +228,9 @@ def test_batched_parse_of_a_wrong_count(fixtures, tmp_path):
 
 
 def test_threaded_string_parsing(fixtures, tmp_path):
-    rc, res = peer_alone(fixtures, tmp_path, "parse_example_strings_threaded")
-    # 0.0.5 races: wrong strings in some batches, or a segmentation fault
-    assert crashed(rc) or res["parse_example_strings_threaded"][1][1] > 0
+    # 0.0.5 races here (wrong strings in some batches, or a segmentation
+    # fault: seen in most runs, not all), so only our side is asserted: a race
+    # that happens to go clean must not fail CI.
     assert ours_alone(fixtures, "parse_example_strings_threaded") == ("ok", ("int", 0))
 
 
