@@ -893,7 +893,12 @@ DBR_API int dbr_jpeg_decode_tar(const dbr_tar *tar, size_t n,
  * per row that is >= restart_mcus (0: DBR_JPEG_SEEKABLE_MCUS, chosen by
  * measurement; a row of a prime number of MCUs gets one marker per row).
  * Every decoder gives the original's pixels; dbr_jpeg_decode_crop and the
- * batch decoders then entropy-decode only the intervals under a crop.
+ * batch decoders then entropy-decode only the intervals under a crop (plus
+ * one MCU of margin; same pixels as the ordinary path) when the file has
+ * such markers, all present and in order, and its scan ends in EOI; not
+ * in DBR_JPEG_STRICT mode (it must see every interval) nor for crops that
+ * apply an EXIF rotation.  Damage in intervals a crop skips is not read,
+ * so it sets no DBR_JPEG_WARN_CORRUPT.
  * Writes *out_len bytes to dst; if cap is smaller (or dst NULL) returns
  * DBR_E_TOO_SMALL with *out_len set to the size needed.  Damaged input
  * (any libjpeg warning, truncation included) is DBR_E_CORRUPT: a rewrite
