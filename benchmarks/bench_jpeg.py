@@ -8,7 +8,10 @@ scikit-learn's and matplotlib's wheels, re-encoded by Pillow at quality
 1. single-thread decode of 256x256 photos to RGB, in memory;
 2. the batch decoder on 1 and 2 threads (throughput ratio);
 3. a fused RandomResizedCrop to 224x224 of ~500x375 photos, against full
-   decode + crop + resize with Pillow and with OpenCV (the same boxes).
+   decode + crop + resize with Pillow and with OpenCV (the same boxes);
+4. the same crops of seekable rewrites of those photos (jpeg_make_seekable:
+   restart markers every k MCUs) against the originals, for several k: the
+   size cost and the speed gain, beside the whole-image decode limit.
 
 The C floor is compiled at run time with the system compiler and libjpeg's
 pkg-config flags and kept running beside the benchmark: each of its turns
@@ -32,6 +35,7 @@ import photos  # noqa: E402
 import numpy as np  # noqa: E402
 
 import dareblopy as db  # noqa: E402
+from dareblopy._ffi import lib  # noqa: E402
 
 COUNT_256 = 200
 COUNT_RRC = 100
@@ -254,6 +258,51 @@ def bench_rrc():
             "crop_check_time_ratio": check_cost, "strict_time_ratio": strict_cost}
 
 
+SEEK_INTERVALS = (1, 2, 4, 8, 0xFFFF)  # 0xFFFF: one marker per MCU row
+
+
+def bench_seekable():
+    names = photos.write_photo_dir(os.path.join(DATA_DIR, "jpeg_500x375"), COUNT_RRC, (500, 375),
+                                   seed=500)
+    blobs = [open(n, "rb").read() for n in names]
+    size = sum(map(len, blobs))
+    variants = {"originals": blobs}
+    for k in SEEK_INTERVALS:
+        label = "per row" if k == 0xFFFF else f"k={k}"
+        if k == lib.DBR_JPEG_SEEKABLE_MCUS:
+            label += " (default)"
+        variants[f"seekable {label}"] = [db.jpeg_make_seekable(b, k) for b in blobs]
+    out = np.empty((len(blobs), 224, 224, 3), np.uint8)
+
+    def rrc(items):
+        return lambda: db.decode_jpeg_batch(items, out=out, size=(224, 224), crop="random",
+                                            flip="random", seed=7, threads=1)
+    runs = interleaved_times({k: rrc(v) for k, v in variants.items()}, repeats=REPEATS)
+    limit = c_floor_seconds(names)
+    rows = [{"name": "C loop, whole originals [limit]", "seconds": limit * len(blobs)
+             if limit else None, "items": len(blobs),
+             "note": "whole-image decode, no crop" if limit else "no C compiler"}]
+    result = {"size_cost": {}, "speedup": {}}
+    for k, items in variants.items():
+        cost = sum(map(len, items)) / size - 1
+        speed = paired_ratio(runs["originals"], runs[k])
+        rows.append({"name": k, "seconds": statistics.median(runs[k]), "items": len(items),
+                     "note": f"size {cost:+.2%}, {speed:.2f}x the originals"})
+        result["size_cost"][k], result["speedup"][k] = cost, speed
+    print_table(f"RandomResizedCrop 224 of {len(blobs)} photos 500x375 (1 in 8 progressive), "
+                f"seekable rewrites vs originals, one thread", rows, baseline="originals",
+                unit_label="per image")
+    default = next(k for k in variants if k.endswith("(default)"))
+    best = statistics.median(runs[default]) / len(blobs)
+    print(f"seekable (default interval): size {result['size_cost'][default]:+.2%} (bar: <= 3%), "
+          f"RRC {result['speedup'][default]:.2f}x the originals (bar: >= 1.3x)")
+    if limit:
+        print(f"  {1 / best:.0f} images/s = {limit / best:.2f}x the whole-image decode limit "
+              f"({1 / limit:.0f} images/s, one thread)")
+        result["times_whole_decode_limit"] = limit / best
+    return result
+
+
 def bench_entries():
     """Shard to pixels: decode_jpeg_entries (C workers read the entries)
     against read_many + decode_jpeg_batch (bytes through Python)."""
@@ -298,7 +347,9 @@ def main():
     batch = bench_batch(blobs)
     rrc = bench_rrc()
     entries = bench_entries()
-    save_results("jpeg", {"single": single, "batch": batch, "rrc": rrc, "entries": entries})
+    seekable = bench_seekable()
+    save_results("jpeg", {"single": single, "batch": batch, "rrc": rrc, "entries": entries,
+                          "seekable": seekable})
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ from ._zip import Archive, ZipInfo, ZipWriter, open_zip_archive
 
 # ---- JPEG
 from ._jpeg import (JpegInfo, crop_box, decode_jpeg, decode_jpeg_batch,
-                    decode_jpeg_entries, decode_jpeg_files, jpeg_info, read_jpg_as_numpy)
+                    decode_jpeg_entries, decode_jpeg_files, jpeg_info, jpeg_make_seekable,
+                    read_jpg_as_numpy)
 
 # ---- TFRecord
 from ._example import (DataType, Example, FixedLenFeature, FixedLenSequenceFeature, Ragged,

@@ -64,6 +64,10 @@ def add_pack(sub) -> None:
                    help="compression level: deflate 1-9, lz4 1-12 (0 = default)")
     p.add_argument("--compression", default="NONE", choices=["NONE", "GZIP", "ZLIB"],
                    help="compression of TFRecord files")
+    p.add_argument("--seekable-jpeg", action="store_true",
+                   help="rewrite .jpg/.jpeg files losslessly with restart markers (same "
+                        "pixels) so random crops decode only what they cover; recorded in "
+                        "the manifest")
 
 
 def cmd_pack(args) -> int:
@@ -79,7 +83,8 @@ def cmd_pack(args) -> int:
         items = _pack.tree_items(args.src)
     options = dict(format=args.format, shards=args.shards, shuffle=args.shuffle,
                    seed=args.seed, method=args.method, level=args.level,
-                   compression=args.compression, workers=args.workers, classes=classes)
+                   compression=args.compression, workers=args.workers, classes=classes,
+                   seekable_jpeg=args.seekable_jpeg)
     if _is_url(args.out):  # written locally, then uploaded (credentials from the environment)
         from ._remote_pack import pack_to_url
         paths, size, manifest = pack_to_url(items, args.out, **options)

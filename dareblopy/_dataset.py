@@ -92,7 +92,8 @@ from ._loader import build_in_order
 from ._order import BATCH_STREAM, EpochOrder, canonical_order
 from ._prefetch import follow_epoch
 from ._shards import (DirectoryShard, Sample, ShardReader, TFRecordShard, ZipShard,  # noqa: F401
-                      directory_shards, read_samples, tfrecord_shards, zip_shards)
+                      directory_shards, read_grouped, read_samples, tfrecord_shards,
+                      zip_shards)
 from ._shuffle import derive_seed
 from ._split import RunSplit, normalize
 
@@ -489,9 +490,9 @@ class ShardedDataset:
                 parts = [(self.shards[s], idx) for s, idx in groups]
                 data, outcomes = from_shards(parts, seed, self.threads)
             else:
-                data, outcomes = None, []
-                for s, idx in groups:
-                    outcomes += read_samples(self.shards[s], idx, self.threads)
+                data = None
+                outcomes = read_grouped([(self.shards[s], idx) for s, idx in groups],
+                                        self.threads)
         finally:
             for s, _ in groups:
                 self._leases.release(s)

@@ -194,6 +194,28 @@ def decode_jpeg(buffer, out: Optional[np.ndarray] = None, mode: str = "RGB", sca
     return out
 
 
+def jpeg_make_seekable(buffer, restart_mcus: int = 0) -> bytes:
+    """Rewrites a JPEG losslessly (the same DCT coefficients, so every
+    decoder gives the same pixels) as a baseline JPEG with a restart marker
+    every few MCUs, so that crops decode only the intervals under them.
+    restart_mcus: the interval in MCUs (rounded up to a divisor of the MCUs
+    per row; 0 picks the measured default).  Damaged or truncated input
+    raises CorruptDataError."""
+    src, n = _source(buffer)
+    if not 0 <= restart_mcus <= 0xFFFF:
+        raise InvalidArgumentError(f"restart_mcus must be in [0, 65535], not {restart_mcus}")
+    out_len = ffi.new("size_t *")
+    cap = n + n // 16 + 4096  # markers cost a few percent; retry once if not enough
+    for _ in range(2):
+        dst = ffi.new("unsigned char[]", cap)
+        rc = lib.dbr_jpeg_make_seekable(src, n, restart_mcus, dst, cap, out_len)
+        if rc != lib.DBR_E_TOO_SMALL or out_len[0] <= cap:
+            break
+        cap = out_len[0]
+    check(rc)
+    return ffi.buffer(dst, out_len[0])[:]
+
+
 def read_jpg_as_numpy(path, use_turbo: bool = False) -> np.ndarray:
     """DareBlopy's name: decodes a JPEG file to ``H x W x 3`` RGB.  The
     accurate decoder is used either way; ``use_turbo`` is accepted for

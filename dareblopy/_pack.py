@@ -209,13 +209,16 @@ def split(items: Sequence[Item], shards: int) -> List[List[Item]]:
 def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 1,
          shuffle: bool = False, seed: int = 0, method: str = "auto", level: int = 0,
          compression: str = "NONE", workers: int = 0, progress: bool = True,
-         classes: Optional[Sequence[str]] = None) -> List[str]:
+         classes: Optional[Sequence[str]] = None, seekable_jpeg: bool = False) -> List[str]:
     """Writes ``items`` into ``shards`` files of ``format`` ("zip",
     "tfrecord" or "tar") plus the manifest; returns the shard paths.  Fewer than
     ``shards`` files are written when there are fewer items than that (a
     shard holds at least one item); the names then count the real number.
     ``method`` is "auto" (stored for compressed suffixes, else deflate),
-    "stored", "deflate" or "lz4"."""
+    "stored", "deflate" or "lz4".  ``seekable_jpeg`` rewrites .jpg/.jpeg
+    files losslessly with restart markers (:func:`dareblopy.jpeg_make_seekable`)
+    so random crops decode only what they cover; a file it refuses (damaged
+    data) is packed unchanged and listed in the manifest."""
     if shards < 1:
         raise ValueError(f"--shards must be at least 1 (got {shards})")
     if format not in ("zip", "tfrecord", "tar"):
@@ -235,6 +238,8 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
     bar = _progress(len(items), f"packing {len(items)} files into {len(groups)} {format} "
                                 f"shard(s)") if progress else None
 
+    kept: List[Tuple[str, str, str]] = []  # (shard, name, why) not made seekable
+
     def write_shard(path: str, group: List[Item]) -> None:
         if format == "zip":
             writer, add = _zip_shard_writer(path, method, level)
@@ -246,7 +251,10 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
         with writer:
             for item in group:
                 with open(item.source, "rb") as fh:
-                    add(item, fh.read(), os.fstat(fh.fileno()).st_mtime)
+                    data, mtime = fh.read(), os.fstat(fh.fileno()).st_mtime
+                if seekable_jpeg and item.name.lower().endswith(SEEKABLE_SUFFIXES):
+                    data = _seekable(data, os.path.basename(path), item, kept)
+                add(item, data, mtime)
                 if bar is not None:
                     bar.update(1)
 
@@ -256,8 +264,24 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
             done.result()  # re-raises the first failure
     if bar is not None:
         bar.close()
-    write_manifest(out, paths, groups, classes)
+    write_manifest(out, paths, groups, classes,
+                   seekable=sorted(kept) if seekable_jpeg else None)
     return paths
+
+
+SEEKABLE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+def _seekable(data: bytes, shard: str, item: Item, kept: list) -> bytes:
+    """The seekable rewrite of one JPEG, or data itself (noted in kept)
+    when the rewrite refuses it."""
+    from ._errors import DbrError
+    from ._jpeg import jpeg_make_seekable
+    try:
+        return jpeg_make_seekable(data)
+    except DbrError as err:
+        kept.append((shard, item.name, " ".join(str(err).split())))
+        return data
 
 
 def manifest_path(out: str) -> str:
@@ -265,13 +289,21 @@ def manifest_path(out: str) -> str:
 
 
 def write_manifest(out: str, paths: Sequence[str], groups: Sequence[Sequence[Item]],
-                   classes: Optional[Sequence[str]]) -> str:
+                   classes: Optional[Sequence[str]],
+                   seekable: Optional[Sequence[Tuple[str, str, str]]] = None) -> str:
     """``shard<TAB>name<TAB>label<TAB>source`` per item, after a
-    ``# sha256`` line per shard, atomically."""
+    ``# sha256`` line per shard, atomically.  With --seekable-jpeg, a
+    ``# seekable-jpeg`` line and one ``# kept-original`` line (shard, name,
+    reason) per JPEG packed unchanged."""
     target = manifest_path(out)
     with atomic_write(target, "w", encoding="utf-8") as fh:
         if classes:
             fh.write("# classes\t" + "\t".join(classes) + "\n")
+        if seekable is not None:
+            fh.write("# seekable-jpeg\tlossless restart-marker rewrite of "
+                     + " ".join(SEEKABLE_SUFFIXES) + " files\n")
+            for shard, name, why in seekable:
+                fh.write(f"# kept-original\t{shard}\t{name}\t{why}\n")
         fh.writelines(manifest_hash_lines(paths))  # checked by remote caches (_source.py)
         fh.write("# shard\tname\tlabel\tsource\n")
         for path, group in zip(paths, groups):

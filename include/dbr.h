@@ -885,6 +885,24 @@ DBR_API int dbr_jpeg_decode_tar(const dbr_tar *tar, size_t n,
                                 dbr_jpeg_result *results, char *messages,
                                 size_t message_cap);
 
+/* Seekable JPEGs (jpeg_seekable.c, DBR_1.1).  dbr_jpeg_make_seekable
+ * rewrites a JPEG losslessly through libjpeg's coefficient API (as jpegtran
+ * -restart): the same DCT coefficients, quantisation tables and APPn/COM
+ * markers, as one baseline scan with Huffman tables computed for the image
+ * and a restart marker every k MCUs, k the smallest divisor of the MCUs
+ * per row that is >= restart_mcus (0: DBR_JPEG_SEEKABLE_MCUS, chosen by
+ * measurement; a row of a prime number of MCUs gets one marker per row).
+ * Every decoder gives the original's pixels; dbr_jpeg_decode_crop and the
+ * batch decoders then entropy-decode only the intervals under a crop.
+ * Writes *out_len bytes to dst; if cap is smaller (or dst NULL) returns
+ * DBR_E_TOO_SMALL with *out_len set to the size needed.  Damaged input
+ * (any libjpeg warning, truncation included) is DBR_E_CORRUPT: a rewrite
+ * would hide the damage.  Thread-safe. */
+#define DBR_JPEG_SEEKABLE_MCUS 4
+DBR_API int dbr_jpeg_make_seekable(const void *src, size_t len,
+                                   uint32_t restart_mcus, void *dst,
+                                   size_t cap, size_t *out_len);
+
 /* ---- TFRecord and tf.train.Example ------------------------------------ */
 
 /* (crc32c.c, tfrecord.c, example.c) */

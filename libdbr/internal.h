@@ -281,6 +281,15 @@ int dbr__jpeg_decode_planned(const void *src, size_t len,
 /* DBR_OK, or DBR_E_ARG with the reason, for crop options (jpeg_crop.c). */
 int dbr__jpeg_check_crop(const dbr_jpeg_crop *crop);
 
+/* jpeg_intervals.c: for a JPEG whose restart interval divides its MCU
+ * rows, a stream of just the intervals covering the full-size stored box
+ * [x0, x1) x [y0, y1) plus one MCU of margin, in a malloc'd *sub whose
+ * image starts at (*sub_x, *sub_y) of the original.  Returns 1, or 0 (and
+ * *sub NULL) if the image does not qualify: decode the original then. */
+int dbr__jpeg_seek_box(const void *src, size_t len, uint32_t x0, uint32_t y0, uint32_t x1,
+                       uint32_t y1, unsigned char **sub, size_t *sub_len, uint32_t *sub_x,
+                       uint32_t *sub_y);
+
 /* ceil(side * eighths / 8): libjpeg's size for a scale of eighths/8. */
 uint32_t dbr__jpeg_scaled(uint32_t side, int eighths);
 

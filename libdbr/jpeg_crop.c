@@ -238,17 +238,42 @@ int dbr_jpeg_decode_crop(const void *src, size_t len, const dbr_jpeg_options *op
     if (pl.orientation == 1) {
         /* Decoded rows stream into the resize: no region buffer, and the
          * decode stops at the last row the filter reads. */
+        unsigned char *sub = NULL;
+        if (o.lenient != DBR_JPEG_STRICT) { /* strict must see every interval's warnings */
+            /* The region (plus the decoder's one-pixel widening) in
+             * full-size pixels; each scaled pixel is 8/m of them. */
+            uint32_t px0 = (rx0 > 0 ? rx0 - 1 : 0) * (8 / m);
+            uint32_t py0 = ry0 * (8 / m);
+            uint32_t px1 = (rx1 + 1) * (8 / m), py1 = ry1 * (8 / m);
+            size_t sub_len;
+            uint32_t sub_x, sub_y;
+            if (dbr__jpeg_seek_box(src, len, px0, py0, px1, py1, &sub, &sub_len, &sub_x,
+                                   &sub_y)) {
+                o.roi_x = rx0 - sub_x / (8 / m);
+                o.roi_y = ry0 - sub_y / (8 / m);
+                rc = dbr__jpeg_plan(sub, sub_len, &o, &pl);
+                if (rc != DBR_OK) {
+                    free(sub);
+                    return rc;
+                }
+                src = sub;
+                len = sub_len;
+            }
+        }
         dbr__resizer *rs;
         rc = dbr__resizer_new(pl.out_w, pl.out_h, x0 - rx0, y0 - ry0, bw, bh, dst,
                               crop->out_w, crop->out_h, pitch, pl.channels, crop->interp,
                               flip, &rs);
-        if (rc != DBR_OK)
+        if (rc != DBR_OK) {
+            free(sub);
             return rc;
+        }
         rc = dbr__jpeg_decode_planned(src, len, &o, &pl, NULL, 0, sink_row, rs,
                                       &out->warnings);
         if (rc == DBR_OK)
             dbr__resizer_finish(rs);
         dbr__resizer_free(rs);
+        free(sub);
         return rc;
     }
     /* Rotated: stored rows are output columns, so decode the region first. */

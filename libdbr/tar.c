@@ -518,7 +518,7 @@ int dbr_tar_save_index(const dbr_tar *tar, void **out, size_t *out_len)
         put64(p + 32, m->mode | (uint64_t)m->type << 32);
         put64(p + 40, m->name_len);
     }
-    if (tar->names_len) /* an archive without members has no names at all */
+    if (tar->names_len) /* names is NULL in an empty tar */
         memcpy(p, tar->names, tar->names_len);
     p += tar->names_len;
     put64(p, dbr__hash_bytes((const char *)b, (size_t)(p - b)));

@@ -450,8 +450,70 @@ static void test_tar_members(void)
     free(px);
 }
 
+/* The seekable rewrite in the colour spaces Python cannot write (YCCK,
+ * stored RGB), its buffer contract, and crops that seek in it. */
+static void test_seekable(void)
+{
+    static const J_COLOR_SPACE in[] = {JCS_CMYK, JCS_CMYK, JCS_RGB, JCS_RGB};
+    static const J_COLOR_SPACE stored[] = {JCS_CMYK, JCS_YCCK, JCS_RGB, JCS_YCbCr};
+    static const int comps[] = {4, 4, 3, 3};
+    for (int t = 0; t < 4; t++) {
+        int w = 95, h = 61; /* 12 MCUs per row: intervals of 2 */
+        unsigned char *px = pattern(w, h, comps[t]);
+        unsigned long len;
+        unsigned char *jpg = encode(px, w, h, in[t], comps[t], stored[t], t == 3, NULL, 0, &len);
+        size_t need = 0;
+        CHECK_RC(dbr_jpeg_make_seekable(jpg, len, 2, NULL, 0, &need), DBR_E_TOO_SMALL);
+        CHECK(need > 0);
+        unsigned char *seek = malloc(need);
+        size_t got = 0;
+        CHECK_RC(dbr_jpeg_make_seekable(jpg, len, 2, seek, need, &got), DBR_OK);
+        CHECK(got == need);
+        dbr_jpeg_info a, b;
+        CHECK_RC(dbr_jpeg_read_header(jpg, len, &a), DBR_OK);
+        CHECK_RC(dbr_jpeg_read_header(seek, got, &b), DBR_OK);
+        CHECK(a.colorspace == b.colorspace && !b.progressive);
+        size_t n = (size_t)w * h * 3;
+        unsigned char *o1 = malloc(n), *o2 = malloc(n), *c1 = malloc(n);
+        dbr_jpeg_result res;
+        CHECK_RC(dbr_jpeg_decode(jpg, len, NULL, o1, 0, n, &res), DBR_OK);
+        CHECK_RC(dbr_jpeg_decode(seek, got, NULL, o2, 0, n, &res), DBR_OK);
+        CHECK(memcmp(o1, o2, n) == 0);
+        /* Box crops at full scale copy the whole decode exactly. */
+        dbr_jpeg_crop crop;
+        memset(&crop, 0, sizeof crop);
+        crop.mode = DBR_CROP_BOX;
+        static const int boxes[][4] = {{40, 30, 20, 17}, {0, 0, 9, 9}, {80, 50, 15, 11},
+                                       {17, 0, 40, 61}};
+        for (int i = 0; i < 4; i++) {
+            crop.box_x = boxes[i][0];
+            crop.box_y = boxes[i][1];
+            crop.out_w = (uint32_t)(crop.box_w = boxes[i][2]);
+            crop.out_h = (uint32_t)(crop.box_h = boxes[i][3]);
+            CHECK_RC(dbr_jpeg_decode_crop(seek, got, NULL, &crop, 0, c1, 0, n, &res), DBR_OK);
+            int same = 1;
+            for (int y = 0; y < boxes[i][3]; y++)
+                same &= memcmp(c1 + (size_t)y * boxes[i][2] * 3,
+                               o1 + ((size_t)(boxes[i][1] + y) * w + boxes[i][0]) * 3,
+                               (size_t)boxes[i][2] * 3) == 0;
+            CHECK(same);
+        }
+        free(o1);
+        free(o2);
+        free(c1);
+        free(seek);
+        free(jpg);
+        free(px);
+    }
+    size_t got = 1;
+    CHECK_RC(dbr_jpeg_make_seekable(NULL, 10, 0, NULL, 0, &got), DBR_E_ARG);
+    CHECK_RC(dbr_jpeg_make_seekable("\xff\xd8\xff\xd9", 4, 0, NULL, 0, &got), DBR_E_CORRUPT);
+    CHECK(got == 0);
+}
+
 int main(void)
 {
+    test_seekable();
     test_tar_members();
     test_resize_simd_equals_scalar();
     test_header_and_sizes();

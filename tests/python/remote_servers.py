@@ -61,7 +61,9 @@ class RangeHTTPServer:
     ``die_after`` (int): after sending that many body bytes in total the
     server shuts down for good; ``rate`` (bytes/s): throttle bodies;
     ``token``: require ``Authorization: Bearer <token>``.  ``log`` records
-    (path, first byte, bytes sent) of each GET."""
+    (path, first byte, bytes sent) of each GET; reading it waits until every
+    request in progress has logged (a client may see its last bytes before
+    the server thread records them)."""
 
     def __init__(self, root: str):
         self.root = root
@@ -69,7 +71,9 @@ class RangeHTTPServer:
         self.die_after: Optional[int] = None
         self.rate: Optional[float] = None
         self.token: Optional[str] = None
-        self.log: List[tuple] = []
+        self._log: List[tuple] = []
+        self._busy = 0  # requests being served
+        self._idle = threading.Condition()
         self.sent = 0
         owner = self
 
@@ -83,7 +87,14 @@ class RangeHTTPServer:
                 self._serve(body=False)
 
             def do_GET(self):
-                self._serve(body=True)
+                with owner._idle:
+                    owner._busy += 1
+                try:
+                    self._serve(body=True)
+                finally:
+                    with owner._idle:
+                        owner._busy -= 1
+                        owner._idle.notify_all()
 
             def _serve(self, body: bool):
                 if owner.token and self.headers.get("Authorization") != f"Bearer {owner.token}":
@@ -134,7 +145,7 @@ class RangeHTTPServer:
                     owner.sent += len(chunk)
                     if owner.rate:
                         time.sleep(len(chunk) / owner.rate)
-                owner.log.append((self.path, start, sent))
+                owner._log.append((self.path, start, sent))
 
             def _status(self, code: int):
                 self.send_response(code)
@@ -148,6 +159,12 @@ class RangeHTTPServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         self._stopped = False
+
+    @property
+    def log(self) -> List[tuple]:
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout=10)
+            return list(self._log)
 
     def bytes_sent(self, path: str) -> int:
         return sum(n for p, _, n in self.log if p == path)
