@@ -518,7 +518,8 @@ int dbr_tar_save_index(const dbr_tar *tar, void **out, size_t *out_len)
         put64(p + 32, m->mode | (uint64_t)m->type << 32);
         put64(p + 40, m->name_len);
     }
-    memcpy(p, tar->names, tar->names_len);
+    if (tar->names_len) /* names is NULL in an empty tar */
+        memcpy(p, tar->names, tar->names_len);
     p += tar->names_len;
     put64(p, dbr__hash_bytes((const char *)b, (size_t)(p - b)));
     *out = b;
@@ -701,7 +702,8 @@ int dbr_tar_names(const dbr_tar *tar, char **out, size_t *out_len)
     *out = malloc(tar->names_len ? tar->names_len : 1);
     if (!*out)
         return dbr__fail(DBR_E_NOMEM, "out of memory listing '%s'", tar->path);
-    memcpy(*out, tar->names, tar->names_len);
+    if (tar->names_len)
+        memcpy(*out, tar->names, tar->names_len);
     *out_len = tar->names_len;
     return DBR_OK;
 }

@@ -213,6 +213,24 @@ int main(void)
     save(&tb, tb.len - 1024); /* no end-of-archive blocks: fine, as in tarfile */
     CHECK_RC(open_rc(), DBR_OK);
 
+    tarbuf none = {0}; /* only a link and the end blocks: no members at all */
+    header(&none, "link", NULL, '2', 0, 1);
+    finish(&none);
+    save(&none, none.len);
+    CHECK_RC(dbr_tar_open(path, NULL, &t2), DBR_OK);
+    CHECK(dbr_tar_count(t2) == 0);
+    CHECK_RC(dbr_tar_names(t2, &names, &names_len), DBR_OK);
+    CHECK(names_len == 0);
+    dbr_free(names);
+    CHECK_RC(dbr_tar_save_index(t2, &blob, &blob_len), DBR_OK);
+    dbr_tar *t3 = NULL;
+    CHECK_RC(dbr_tar_open_indexed(path, NULL, blob, blob_len, &t3), DBR_OK);
+    CHECK(dbr_tar_count(t3) == 0);
+    dbr_tar_close(t3);
+    dbr_tar_close(t2);
+    dbr_free(blob);
+    free(none.b);
+
     tarbuf ev = {0};
     member(&ev, "ok.jpg", "x", 1, 1);
     member(&ev, "a/../../escape.jpg", "x", 1, 1);
