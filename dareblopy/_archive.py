@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Iterator, List, NamedTuple
 
-from ._buffers import cells, encode_path
+from ._buffers import cells, encode_path, new_bytes
 from ._errors import NotFoundError, check, error_from_code
 from ._files import FileSystem, PathLike
 
@@ -24,6 +24,7 @@ class ArchiveFunctions(NamedTuple):
     count: object  # (handle) -> size_t
     path: object   # (handle) -> const char *
     names: object  # (handle, char **out, size_t *len) -> status; NUL after each name
+    read: object   # (handle, index, void *dst, size_t cap, size_t *len) -> status
 
 
 class ArchiveBase:
@@ -124,6 +125,24 @@ class ArchiveBase:
     def _index(self, name: PathLike) -> int:
         return self._slot(name)[0]
 
+    # ---- reading
+
+    def read(self, name: PathLike) -> bytes:
+        """The entry's contents (for zip, CRC-checked), read straight into a
+        new ``bytes`` object."""
+        h = self._h()
+        try:  # the hot path: a name read before
+            index, size = self._slots[name]
+        except (KeyError, TypeError):
+            index, size = self._slot(name)
+        obj = new_bytes(size)
+        rc = self._c.read(h, index, obj, size, cells.size)
+        if rc < 0:
+            raise error_from_code(rc)
+        return obj
+
+    open_as_bytes = read
+
     def _dirs(self) -> FileSystem:
         with self._lock:
             fs = self._vfs
@@ -160,6 +179,3 @@ class ArchiveBase:
 
     def get(self, name, default=None):
         return self[name] if name in self else default
-
-    def read(self, name: PathLike) -> bytes:
-        raise NotImplementedError

@@ -35,7 +35,6 @@ from ._shards import ArchiveShard, Sample
 INDEX_SUFFIX = ".dbridx"
 
 _entry_size = lib.dbr_tar_entry_size
-_read = lib.dbr_tar_read
 
 
 def _options(mmap: bool, max_members: Optional[int], max_header_size: Optional[int]):
@@ -105,7 +104,7 @@ class TarArchive(ArchiveBase):
     can make libdbr allocate."""
 
     _c = ArchiveFunctions(lib.dbr_tar_find, lib.dbr_tar_entry_size, lib.dbr_tar_count,
-                          lib.dbr_tar_path, lib.dbr_tar_names)
+                          lib.dbr_tar_path, lib.dbr_tar_names, lib.dbr_tar_read)
     _what = "members"
 
     def __init__(self, path: PathLike, *, cache_index: bool = True,
@@ -128,18 +127,6 @@ class TarArchive(ArchiveBase):
     contains = ArchiveBase.__contains__
 
     # ---- reading
-
-    def read(self, name: PathLike) -> bytes:
-        """The member's contents, read straight into a new ``bytes``."""
-        h = self._h()
-        index, size = self._slot(name)
-        obj = new_bytes(size)
-        rc = _read(h, index, obj, size, cells.size)
-        if rc < 0:
-            raise error_from_code(rc)
-        return obj
-
-    open_as_bytes = read
 
     def read_indices(self, indices: Sequence[int], threads: int = 1,
                      errors: str = "raise") -> List[Union[bytes, Exception]]:

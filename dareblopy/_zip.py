@@ -88,7 +88,7 @@ class Archive(ArchiveBase):
     ``max_entries`` the number of entries, against hostile archives."""
 
     _c = ArchiveFunctions(lib.dbr_zip_find, lib.dbr_zip_entry_size, lib.dbr_zip_count,
-                          lib.dbr_zip_path, lib.dbr_zip_names)
+                          lib.dbr_zip_path, lib.dbr_zip_names, lib.dbr_zip_read)
 
     def __init__(self, source: Union[PathLike, File], *, verify_crc: bool = True,
                  mmap: bool = True, max_entry_size: Optional[int] = None,
@@ -147,24 +147,6 @@ class Archive(ArchiveBase):
         return super()._slot(name)
 
     # ---- reading
-
-    def open_as_bytes(self, name: PathLike) -> bytes:
-        """The entry's contents, read (and CRC-checked) straight into a new
-        ``bytes`` object."""
-        h = self._handle
-        if h is None:
-            self._h()  # raises
-        try:
-            index, size = self._slots[name]
-        except (KeyError, TypeError):
-            index, size = self._slot(name)
-        obj = new_bytes(size)
-        rc = _read(h, index, obj, size, cells.size)
-        if rc < 0:
-            raise error_from_code(rc)
-        return obj
-
-    read = open_as_bytes
 
     def open_as_numpy_ubyte(self, name: PathLike, shape=None,
                             out: Optional[np.ndarray] = None) -> np.ndarray:
