@@ -859,6 +859,13 @@ int dbr_zip_read(const dbr_zip *zip, size_t index, void *dst, size_t cap, size_t
                              (unsigned long long)e->usize,
                              (unsigned long long)zip->opts.max_entry_size);
     }
+    /* Before asking the caller for a buffer of usize bytes: the data cannot
+     * run past the entry's region (a stored size of 4 GiB in a 400-byte zip). */
+    if (e->limit - e->hdr < LFH_SIZE || e->limit - e->hdr - LFH_SIZE < e->csize)
+        return dbr__fail(DBR_E_CORRUPT, "archive '%s' entry '%s': %llu bytes of data at "
+                         "offset %llu run past the next entry or the central directory at "
+                         "%llu", zip->path, name, (unsigned long long)e->csize,
+                         (unsigned long long)e->hdr, (unsigned long long)e->limit);
     if (e->usize > SIZE_MAX)
         return dbr__fail(DBR_E_LIMIT, "archive '%s' entry '%s' is too large for memory",
                          zip->path, name);

@@ -36,6 +36,12 @@ static void put_bytes(const char *p, const unsigned char *data, size_t n)
     fclose(fp);
 }
 
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
 static int open_rc(const char *p)
 {
     dbr_zip *z = NULL;
@@ -217,6 +223,24 @@ int main(void)
     CHECK_RC(open_rc(bad), DBR_E_CORRUPT);
     CHECK_RC(open_rc("/nonexistent/x.zip"), DBR_E_NOT_FOUND);
     dbr_zip_close(NULL);
+
+    /* A stored entry that declares 4 GiB in a 79-byte zip: refused as
+     * corrupt before anyone is asked for (or allocates) a 4 GiB buffer. */
+    unsigned char tiny[31 + 1 + 47 + 22] = {0};
+    unsigned char *lfh = tiny, *cdh = tiny + 32, *end = tiny + 32 + 47;
+    put32(lfh, 0x04034b50), put32(lfh + 18, 0xfffffff0), put32(lfh + 22, 0xfffffff0);
+    lfh[26] = 1, lfh[30] = 'a';
+    put32(cdh, 0x02014b50), put32(cdh + 20, 0xfffffff0), put32(cdh + 24, 0xfffffff0);
+    cdh[28] = 1, cdh[46] = 'a';
+    put32(end, 0x06054b50), end[8] = end[10] = 1, end[12] = 47, end[16] = 32;
+    put_bytes(bad, tiny, sizeof tiny);
+    CHECK_RC(dbr_zip_open(bad, NULL, &z), DBR_OK);
+    CHECK_RC(dbr_zip_read(z, 0, NULL, 0, &got), DBR_E_CORRUPT);
+    CHECK(strstr(dbr_last_error(), "'a'") && strstr(dbr_last_error(), "run past"));
+    dbr_file *huge = NULL;
+    CHECK_RC(dbr_zip_open_entry(z, 0, &huge), DBR_E_CORRUPT);
+    CHECK(huge == NULL);
+    dbr_zip_close(z);
 
     free(bytes);
     free(buf);
