@@ -10,6 +10,7 @@ import pytest
 
 import dareblopy as db
 from dareblopy._split import RunSplit
+from test_mix import MemoryShard
 
 
 @pytest.fixture
@@ -155,29 +156,11 @@ def test_a_state_for_other_shards_is_refused(tree, tmp_path_factory):
         make(other, 0, 1).load_state_dict(state)
 
 
-class CountedShard(db.ShardReader):
-    def __init__(self, name, count):
-        self.key, self.count = name, count
-
-    def __len__(self):
-        return self.count
-
-    def name(self, index):
-        return f"{self.key}/{index}"
-
-    def read(self, indices, threads=1):
-        return [self.name(i).encode() for i in indices]
-
-    @property
-    def sort_key(self):
-        return self.key
-
-
 def test_a_state_for_shards_of_other_sizes_is_refused():
     """The same shard names and total, the samples spread differently (a
     shard rewritten): positions would name other samples."""
     def ds(counts):
-        return db.ShardedDataset([CountedShard(f"s{k}", n) for k, n in enumerate(counts)], 4)
+        return db.ShardedDataset([MemoryShard(f"s{k}-", n) for k, n in enumerate(counts)], 4)
     state = ds([10, 10, 10]).state_dict()
     with pytest.raises(ValueError, match="sample counts"):
         ds([9, 11, 10]).load_state_dict(state)
