@@ -135,7 +135,9 @@ typedef enum dbr_whence {
  * reading.  *out receives a handle to close with dbr_file_close.  A file
  * that reports a size of 0 but has content (/proc/self/status and other
  * procfs files) is read to its end at open (up to 64 MiB, else
- * DBR_E_LIMIT) and served from memory, so its size is what it holds. */
+ * DBR_E_LIMIT) and served from memory, so its size is what it holds.
+ * Only regular files are read: a FIFO, socket or device is
+ * DBR_E_UNSUPPORTED at once (a FIFO never blocks the open). */
 DBR_API int dbr_file_open(const char *path, dbr_file **out);
 
 /* Drops a reference (the opener's, or one taken by dbr_file_retain); the
