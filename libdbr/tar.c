@@ -324,6 +324,30 @@ static size_t header_name(const unsigned char *h, char type, char *dst)
     return len + n;
 }
 
+/* The compression whose magic number starts the file, or NULL: a .tar.gz
+ * (and the like) is told apart from a damaged tar only when its first
+ * header is unreadable, since a member name may start like a magic. */
+static const char *compression_magic(const dbr_tar *t)
+{
+    static const struct { const char *magic; size_t n; const char *kind; } kinds[] = {
+        {"\x1f\x8b", 2, "gzip"}, {"BZh", 3, "bzip2"}, {"\xfd" "7zXZ\x00", 6, "xz"},
+        {"\x28\xb5\x2f\xfd", 4, "zstd"}, {"\x04\x22\x4d\x18", 4, "lz4"}};
+    unsigned char head[6];
+    size_t got = 0;
+    if (dbr_file_pread(t->src, head, sizeof head, 0, &got) != DBR_OK)
+        return NULL;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        if (got >= kinds[k].n && memcmp(head, kinds[k].magic, kinds[k].n) == 0)
+            return kinds[k].kind;
+    return NULL;
+}
+
+static int refuse_compressed(const dbr_tar *t, const char *kind)
+{
+    return dbr__fail(DBR_E_UNSUPPORTED, "tar '%s' is %s-compressed; only uncompressed tar "
+                     "files are read (decompress it first: %s -d)", t->path, kind, kind);
+}
+
 static int scan(dbr_tar *t)
 {
     if (t->size == 0)
@@ -335,12 +359,16 @@ static int scan(dbr_tar *t)
     const char *last = NULL; /* the member before, for errors without a name */
     int rc = DBR_OK;
     uint64_t off = 0;
+    const char *packed;
     while (rc == DBR_OK && off < t->size) {
         if (t->size - off < BLOCK) {
-            rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': header at offset %llu is cut off after "
-                           "%llu bytes (truncated file; the member before is '%s')", t->path,
-                           (unsigned long long)off, (unsigned long long)(t->size - off),
-                           last ? last : "(none)");
+            if (off == 0 && (packed = compression_magic(t)) != NULL)
+                rc = refuse_compressed(t, packed);
+            else
+                rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': header at offset %llu is cut off "
+                               "after %llu bytes (truncated file; the member before is '%s')",
+                               t->path, (unsigned long long)off,
+                               (unsigned long long)(t->size - off), last ? last : "(none)");
             break;
         }
         if ((rc = read_at(t, h, BLOCK, off, "header")) != DBR_OK)
@@ -352,10 +380,13 @@ static int scan(dbr_tar *t)
         hname[hlen] = '\0';
         const char *name = p.name ? p.name : hname;
         if (!checksum_ok(h)) {
-            rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': bad header checksum at offset %llu "
-                           "(member '%s'; the member before is '%s'): not a tar file, or "
-                           "damaged", t->path, (unsigned long long)off, name,
-                           last ? last : "(none)");
+            if (off == 0 && (packed = compression_magic(t)) != NULL)
+                rc = refuse_compressed(t, packed);
+            else
+                rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': bad header checksum at offset %llu "
+                               "(member '%s'; the member before is '%s'): not a tar file, "
+                               "or damaged", t->path, (unsigned long long)off, name,
+                               last ? last : "(none)");
             break;
         }
         int64_t size, mtime, mode;
@@ -380,6 +411,12 @@ static int scan(dbr_tar *t)
             break;
         }
         uint64_t next = data + ((uint64_t)size + BLOCK - 1) / BLOCK * BLOCK;
+        if (next > t->size) { /* as tarfile: the padding must be there too */
+            rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': member '%s' at offset %llu: the file "
+                           "ends inside the padding after its data (truncated file)",
+                           t->path, name, (unsigned long long)off);
+            break;
+        }
         if (!p.active) {
             p.active = 1;
             p.first_hdr = off;

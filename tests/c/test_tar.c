@@ -212,6 +212,40 @@ int main(void)
     tb.b[1024 + 20] ^= 1;
     save(&tb, tb.len - 1024); /* no end-of-archive blocks: fine, as in tarfile */
     CHECK_RC(open_rc(), DBR_OK);
+    /* Cut inside the last member's padding: its data is whole, but the
+     * file is truncated (a download cut short); tarfile refuses it too
+     * ("unexpected end of data") rather than quietly losing what followed. */
+    tarbuf cut = {0};
+    member(&cut, "first.jpg", "abc", 3, 1);
+    member(&cut, "last.jpg", "xyz", 3, 1);
+    save(&cut, cut.len - 100);
+    CHECK_RC(open_rc(), DBR_E_CORRUPT);
+    CHECK(last_error_has("truncated", "last.jpg"));
+    free(cut.b);
+
+    /* A compressed tar (.tar.gz and friends) is named as such, not
+     * reported as a truncated or damaged tar. */
+    static const struct { const char *magic; size_t n; const char *kind; } packed[] = {
+        {"\x1f\x8b\x08\x00", 4, "gzip"}, {"BZh9", 4, "bzip2"},
+        {"\xfd" "7zXZ\x00", 6, "xz"}, {"\x28\xb5\x2f\xfd", 4, "zstd"}};
+    for (size_t k = 0; k < sizeof packed / sizeof packed[0]; k++) {
+        for (size_t len = 60; len <= 4000; len += 3940) { /* shorter and longer than a block */
+            tarbuf z = {0};
+            put(&z, packed[k].magic, packed[k].n);
+            while (z.len < len)
+                put(&z, "\x91", 1);
+            save(&z, z.len);
+            CHECK_RC(open_rc(), DBR_E_UNSUPPORTED);
+            CHECK(last_error_has(packed[k].kind, "compressed"));
+            free(z.b);
+        }
+    }
+    tarbuf bzname = {0}; /* a member whose name starts like a bzip2 stream is fine */
+    member(&bzname, "BZh91.txt", "x", 1, 1);
+    finish(&bzname);
+    save(&bzname, bzname.len);
+    CHECK_RC(open_rc(), DBR_OK);
+    free(bzname.b);
 
     tarbuf none = {0}; /* only a link and the end blocks: no members at all */
     header(&none, "link", NULL, '2', 0, 1);

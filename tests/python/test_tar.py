@@ -218,6 +218,42 @@ def test_damaged_tars_give_clear_errors(tmp_path, how, member, text):
     assert not os.path.exists(path + _tar.INDEX_SUFFIX)
 
 
+def test_truncated_tars_never_accepted_where_tarfile_refuses(tmp_path):
+    # A shard cut short at any byte: whatever dareblopy opens, tarfile opens
+    # with the same members.  A cut inside the last member's padding used to
+    # be accepted, quietly losing every member after it.
+    whole = tmp_path / "whole.tar"
+    write_tar(whole, [("a.jpg", b"x" * 3), ("a.cls", b"1"), ("b.jpg", b"y" * 512),
+                      ("b.cls", b""), ("\u00fc" * 120 + ".jpg", b"z" * 700)])
+    data = whole.read_bytes()
+    path = tmp_path / "cut.tar"
+    accepted = 0
+    for cut in sorted(set(range(0, len(data) + 1, 7)) | set(range(0, len(data) + 1, 512))):
+        path.write_bytes(data[:cut])
+        try:
+            got = db.TarArchive(path, cache_index=False).namelist()
+        except db.CorruptDataError as err:
+            assert str(path) in str(err)
+            continue
+        accepted += 1
+        with tarfile.open(path) as t:
+            assert got == t.getnames(), cut
+    assert accepted >= 4  # the end blocks and whole members may be cut off
+
+
+@pytest.mark.parametrize("mode,kind", [("w:gz", "gzip"), ("w:bz2", "bzip2"), ("w:xz", "xz")])
+def test_compressed_tar_is_named_as_such(tmp_path, mode, kind):
+    path = tmp_path / f"shard.tar.{kind}"
+    with tarfile.open(path, mode) as t:
+        info = tarfile.TarInfo("000.jpg")
+        info.size = 4
+        t.addfile(info, io.BytesIO(b"JPEG"))
+    with pytest.raises(db.UnsupportedError, match=f"{kind}-compressed"):
+        db.TarArchive(path)
+    with pytest.raises(db.UnsupportedError, match=f"{kind}-compressed"):
+        list(db.ShardedDataset(db.tar_shards([path]), 2, rank=0, world_size=1))
+
+
 def test_limits_on_declared_sizes(tmp_path):
     path = write_tar(tmp_path / "long.tar", [("x" * 5000 + ".jpg", b"a")], tarfile.GNU_FORMAT)
     with pytest.raises(db.LimitExceededError, match="max_header_size"):
