@@ -271,7 +271,9 @@ class ShardedDataset:
         self.lengths = self._measure()
         self.total = int(self.lengths.sum())
         if self.total == 0:
-            raise ValueError("ShardedDataset: the shards hold no samples")
+            reasons = "".join(f"\n  {where}: {why}" for where, why in self.skipped)
+            raise ValueError("ShardedDataset: the shards hold no samples"
+                             + (f"; skipped:{reasons}" if reasons else ""))
         self._leases = _Leases(self.shards, self.max_open_shards)
         self.remaining = [(0, self.total)]  # positions of the epoch this run reads
         self._split_cache: Optional[RunSplit] = None

@@ -590,3 +590,18 @@ def test_truncating_a_zip_shard_in_place_while_reading_is_survivable(tmp_path):
     assert int(delivered) + int(skipped) == 64
     assert 8 <= int(delivered) <= 40 and int(skipped) >= 24  # about half the data is gone
     assert "cut.zip" in reason
+
+
+def test_no_samples_left_after_skipping_says_why(tmp_path):
+    # In skip mode a shard that cannot be opened is left out; when that
+    # leaves nothing, the error must carry the reasons, not just "no samples".
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"this is not a zip archive at all")
+    empty = tmp_path / "empty.zip"
+    import zipfile
+    zipfile.ZipFile(empty, "w").close()
+    with pytest.raises(ValueError) as err:
+        db.ShardedDataset(db.zip_shards([bad, empty]), 4, on_error="skip")
+    assert "bad.zip" in str(err.value) and "not a ZIP archive" in str(err.value)
+    with pytest.raises(ValueError, match="hold no samples"):
+        db.ShardedDataset(db.zip_shards([empty]), 4)
