@@ -43,7 +43,9 @@ class RemoteAccessError(RemoteError, PermissionError):
 
 
 class ShardChangedError(RemoteError):
-    """The object changed on the server (size or ETag) during the run."""
+    """The shard changed during the run: on the server (size or ETag), or,
+    for a local archive shard, the file its samples were listed from was
+    replaced or rewritten."""
 
 
 def is_url(path: Any) -> bool:

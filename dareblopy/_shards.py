@@ -236,6 +236,13 @@ def directory_shards(root: PathLike, files_per_shard: int = 1024,
 # ---- zip archives ----------------------------------------------------------
 
 
+def _identity(path: str) -> tuple:
+    """What tells one version of a file from the next: a rename over it
+    changes the inode, a rewrite in place the size or mtime."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class ArchiveShard(ShardReader):
     """What a shard over one archive file (zip, tar) shares: the archive is
     opened by the subclass's ``_open`` on first use in each process,
@@ -246,13 +253,40 @@ class ArchiveShard(ShardReader):
         self.path = os.fspath(path)
         self.source = source  # a URL's RemoteSource: a cache, or range reads (_source.py)
         self._archive = _Handle()
+        self._identity: Optional[tuple] = None  # of the file the samples were listed from
 
     def archive(self):
         """The open archive (opened in this process on first use)."""
-        return self._archive.get(self._open)
+        return self._archive.get(self._open_unchanged)
 
     def _open(self):
         raise NotImplementedError
+
+    def _forget_listing(self) -> None:
+        """Drops what ``_open`` learnt about the samples (names, members)."""
+        raise NotImplementedError
+
+    def _open_unchanged(self):
+        """``_open()``, refusing a local file that is no longer the one the
+        samples were listed from (replaced, or rewritten in place): its
+        entries would be read under the old listing's names and labels.
+        (Remote shards check their version in their source.)"""
+        if self.source is not None:
+            return self._open()
+        before = _identity(self.path)
+        listed = self._identity is not None
+        archive = self._open()
+        now = _identity(self.path)
+        if now != before or (listed and now != self._identity):
+            archive.close()
+            if not listed:
+                self._forget_listing()
+            from ._remote import ShardChangedError
+            raise ShardChangedError(self.path, "the file changed since its samples were "
+                                               "listed (replaced or rewritten during the run); "
+                                               "start a new dataset to read the new file")
+        self._identity = now
+        return archive
 
     @property
     def sort_key(self) -> Optional[str]:
@@ -303,6 +337,9 @@ class ZipShard(ArchiveShard):
         if self._names is None:
             self._list(archive.namelist())
         return archive
+
+    def _forget_listing(self) -> None:
+        self._names = self._indices = None
 
     def _list(self, namelist: List[str]) -> None:
         pairs = [(i, n) for i, n in enumerate(namelist) if not n.endswith("/")]

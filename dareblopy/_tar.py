@@ -313,6 +313,9 @@ class TarShard(ArchiveShard):
                                           f"tar shard '{self.path}': ")
         return archive
 
+    def _forget_listing(self) -> None:
+        self._samples = self._images = self._labels = None
+
     def _table(self) -> List[Tuple[str, Dict[str, int]]]:
         if self._samples is None:
             self.archive()
@@ -344,7 +347,11 @@ class TarShard(ArchiveShard):
                 if wanted is None or ext in wanted:
                     plan.append((slot, ext))
                     members.append(member)
-        raws = self.archive().read_indices(members, threads=threads, errors="return")
+        try:
+            archive = self.archive()
+        except OSError as exc:  # gone, changed, or a remote shard out of reach
+            return [exc] * len(indices)
+        raws = archive.read_indices(members, threads=threads, errors="return")
         out: List[Union[dict, Exception]] = [{"__key__": table[i][0]} for i in indices]
         for (slot, ext), raw in zip(plan, raws):
             if isinstance(out[slot], BaseException):
@@ -406,7 +413,10 @@ class TarShard(ArchiveShard):
         """Decodes each sample's ``jpg`` (or ``jpeg``) member straight into
         the batch (see :func:`decode_jpeg_members`): the array and each
         item's exception or None.  A sample without one fails alone."""
-        archive = self.archive()
+        try:
+            archive = self.archive()
+        except OSError as exc:  # gone, changed, or a remote shard out of reach
+            return None, [exc] * len(indices)
         images = self._image_members()
         members = [images[i] for i in indices]
         missing = len(archive)  # an index past the end: that item fails alone

@@ -605,3 +605,48 @@ def test_no_samples_left_after_skipping_says_why(tmp_path):
     assert "bad.zip" in str(err.value) and "not a ZIP archive" in str(err.value)
     with pytest.raises(ValueError, match="hold no samples"):
         db.ShardedDataset(db.zip_shards([empty]), 4)
+
+
+def _replace_archive(path, kind, entries):
+    """Writes an archive of (name, bytes) beside path, renames it over path."""
+    import io
+    import tarfile
+    import zipfile
+    tmp = str(path) + ".new"
+    if kind == "zip":
+        with zipfile.ZipFile(tmp, "w") as z:
+            for name, data in entries:
+                z.writestr(name, data)
+    else:
+        with tarfile.open(tmp, "w") as t:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_archive_replaced_during_the_run_is_refused_not_misread(tmp_path, kind):
+    # A shard reopened (after eviction, or in a worker) once its file was
+    # replaced - a repack renames new shards over old ones - used to pair the
+    # old listing's names with the new file's bytes: silently wrong labels.
+    first, second = tmp_path / f"a.{kind}", tmp_path / f"b.{kind}"
+    _replace_archive(first, kind, [("cat1.jpg", b"cat1"), ("cat2.jpg", b"cat2")])
+    _replace_archive(second, kind, [("dog1.jpg", b"dog1")])
+    make = db.zip_shards if kind == "zip" else db.tar_shards
+
+    def run(on_error):
+        ds = db.ShardedDataset(make([first, second]), 8, rank=0, world_size=1, shuffle=False,
+                               max_open_shards=1, on_error=on_error)
+        return ds, [b for b in ds]
+
+    ds, batches = run("raise")
+    _replace_archive(first, kind, [("eel1.jpg", b"EEL1"), ("eel2.jpg", b"EEL2")])
+    with pytest.raises(db.ShardChangedError, match=rf"a\.{kind}.*changed"):
+        list(ds)
+    ds.shards[0].close()
+    ds.on_error = "skip"
+    (batch,) = list(ds)
+    assert len(batch["skipped"]) == 2 and all("changed" in why for _, why in ds.skipped)
+    assert [len(b["skipped"]) for b in run("skip")[1]] == [0]  # a new dataset lists anew
