@@ -37,10 +37,12 @@ INDEX_SUFFIX = ".dbridx"
 _entry_size = lib.dbr_tar_entry_size
 
 
-def _options(mmap: bool, max_members: Optional[int], max_header_size: Optional[int]):
+def _options(mmap: bool, max_members: Optional[int], max_header_size: Optional[int],
+             keep_intact_prefix: bool = False):
     opts = ffi.new("dbr_tar_options *")
     lib.dbr_tar_options_init(opts)
     opts.use_pread = 0 if mmap else 1
+    opts.keep_intact_prefix = 1 if keep_intact_prefix else 0
     if max_members is not None:
         opts.max_members = max_members
     if max_header_size is not None:
@@ -67,7 +69,7 @@ def _open_cached(path: str, opts, cache_dir: Optional[str], use_cache: bool):
             return out[0]
     check(lib.dbr_tar_open(raw, opts, out))
     handle = out[0]
-    if locations:
+    if locations and lib.dbr_tar_damage(handle) == ffi.NULL:  # a damaged tar keeps no index
         _save_index(handle, locations)
     return handle
 
@@ -101,7 +103,14 @@ class TarArchive(ArchiveBase):
     reads from a mapping of the file (it must then not be truncated in
     place while open); ``mmap=False`` uses pread.  ``max_members`` and
     ``max_header_size`` (pax / long name records) bound what a hostile file
-    can make libdbr allocate."""
+    can make libdbr allocate.
+
+    A tar whose structure breaks part-way (cut off, or a damaged header)
+    raises CorruptDataError naming the file, the offset and the member
+    before the break.  ``keep_intact_prefix=True`` opens it with the members
+    before the break instead (as tarfile and webdataset read them), and
+    :attr:`damage` holds that error; a tar broken before its first member
+    raises either way."""
 
     _c = ArchiveFunctions(lib.dbr_tar_find, lib.dbr_tar_entry_size, lib.dbr_tar_count,
                           lib.dbr_tar_path, lib.dbr_tar_names, lib.dbr_tar_read)
@@ -109,11 +118,18 @@ class TarArchive(ArchiveBase):
 
     def __init__(self, path: PathLike, *, cache_index: bool = True,
                  cache_dir: Optional[str] = None, mmap: bool = True,
-                 max_members: Optional[int] = None, max_header_size: Optional[int] = None):
+                 max_members: Optional[int] = None, max_header_size: Optional[int] = None,
+                 keep_intact_prefix: bool = False):
         path = os.fsdecode(encode_path(path))
-        handle = _open_cached(path, _options(mmap, max_members, max_header_size), cache_dir,
-                              cache_index)
+        opts = _options(mmap, max_members, max_header_size, keep_intact_prefix)
+        handle = _open_cached(path, opts, cache_dir, cache_index)
         self._hold(ffi.gc(handle, lib.dbr_tar_close))
+        damage = lib.dbr_tar_damage(handle)
+        #: None, or the CorruptDataError that ended the member index
+        #: (only with keep_intact_prefix=True).
+        self.damage: Optional[CorruptDataError] = (
+            None if damage == ffi.NULL else CorruptDataError(ffi.string(damage).decode(
+                "utf-8", "replace")))
 
     def entries(self) -> np.ndarray:
         """A structured array of every member: ``size``, ``offset`` (of the
@@ -291,7 +307,14 @@ class TarShard(ArchiveShard):
     shard truncated in place while open gives an error for what it lost
     instead of killing the process with SIGBUS; ``mmap=True`` serves reads,
     and the image pipeline's decodes, straight from a mapping of the
-    file."""
+    file.
+
+    A shard whose tar structure breaks part-way (a truncated download, say)
+    keeps the samples before the break, and :attr:`damage` says where it
+    broke; the dataset then raises or, in skip mode, skips the rest of the
+    shard with that one reason (as for TFRecord shards).  The last sample
+    before the break may have lost members; reading what it lacks fails for
+    that sample alone."""
 
     def __init__(self, path: PathLike, extensions: Optional[Sequence[str]] = None, *,
                  cache_dir: Optional[str] = None, mmap: bool = False, source=None):
@@ -306,7 +329,8 @@ class TarShard(ArchiveShard):
     def _open(self) -> TarArchive:
         path, index_dir = ((self.path, self.cache_dir) if self.source is None else
                            (self.source.local_path(), self.cache_dir or self.source.index_dir()))
-        archive = TarArchive(path, cache_dir=index_dir, mmap=self.mmap)
+        archive = TarArchive(path, cache_dir=index_dir, mmap=self.mmap, keep_intact_prefix=True)
+        self.damage = archive.damage
         if self._samples is None:
             regular = (archive.entries()["is_dir"] == 0).tolist()
             self._samples = group_samples(archive.namelist(), regular,

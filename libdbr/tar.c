@@ -40,6 +40,7 @@ struct dbr_tar {
     void *map;
     size_t map_len;
     char *path;
+    char *damage;      /* what ended a kept prefix (keep_intact_prefix)    */
     dbr_tar_options opts;
     tmember *members;
     size_t count, cap;
@@ -481,6 +482,13 @@ static int scan(dbr_tar *t)
                        "is not followed by its member (truncated?)", t->path,
                        (unsigned long long)p.first_hdr);
     pending_clear(&p);
+    /* Damage after intact members: keep them (tarfile and webdataset read
+     * them too), and keep the reason for the caller. */
+    if (rc == DBR_E_CORRUPT && t->opts.keep_intact_prefix && t->count > 0) {
+        t->damage = dbr__strdup(dbr_last_error());
+        rc = t->damage ? DBR_OK : dbr__fail(DBR_E_NOMEM, "out of memory opening '%s'",
+                                            t->path);
+    }
     return rc;
 }
 
@@ -536,6 +544,9 @@ int dbr_tar_save_index(const dbr_tar *tar, void **out, size_t *out_len)
 {
     if (!tar || !out || !out_len)
         return dbr__fail(DBR_E_ARG, "dbr_tar_save_index: NULL argument");
+    if (tar->damage)
+        return dbr__fail(DBR_E_CORRUPT, "tar '%s' is damaged, so its index is not kept: %s",
+                         tar->path, tar->damage);
     size_t n = INDEX_HEAD + tar->count * INDEX_ROW + tar->names_len + 8;
     unsigned char *b = malloc(n);
     if (!b)
@@ -631,6 +642,7 @@ static void tar_free(dbr_tar *t)
         munmap(t->map, t->map_len);
     dbr_file_close(t->src);
     free(t->path);
+    free(t->damage);
     free(t->members);
     free(t->names);
     free(t->table);
@@ -702,6 +714,7 @@ void dbr_tar_close(dbr_tar *tar)
 /* ---- queries ---- */
 
 const char *dbr_tar_path(const dbr_tar *tar) { return tar ? tar->path : ""; }
+const char *dbr_tar_damage(const dbr_tar *tar) { return tar ? tar->damage : NULL; }
 size_t dbr_tar_count(const dbr_tar *tar) { return tar ? tar->count : 0; }
 
 uint64_t dbr_tar_entry_size(const dbr_tar *tar, size_t index)

@@ -313,6 +313,35 @@ int main(void)
     CHECK_RC(open_rc(), DBR_E_CORRUPT);
     CHECK(last_error_has("pax", path));
 
+    /* Cut off in its third member: refused by default; with
+     * keep_intact_prefix, the two members before the break, the reason,
+     * and no index to keep.  Cut off in its first member: refused both
+     * ways. */
+    tarbuf cut = {0};
+    member(&cut, "0.jpg", "zero", 4, 1);
+    member(&cut, "0.cls", "0", 1, 1);
+    char body[2000];
+    memset(body, 'b', sizeof body);
+    member(&cut, "1.jpg", body, sizeof body, 1);
+    save(&cut, cut.len - 700);
+    CHECK_RC(open_rc(), DBR_E_CORRUPT);
+    dbr_tar_options_init(&opts);
+    opts.keep_intact_prefix = 1;
+    CHECK_RC(dbr_tar_open(path, &opts, &t2), DBR_OK);
+    CHECK(dbr_tar_count(t2) == 2 && dbr_tar_damage(t2) != NULL);
+    CHECK(strstr(dbr_tar_damage(t2), "1.jpg") && strstr(dbr_tar_damage(t2), path));
+    read_is(t2, "0.cls", "0");
+    CHECK_RC(dbr_tar_save_index(t2, &blob, &blob_len), DBR_E_CORRUPT);
+    dbr_tar_close(t2);
+    save(&cut, 512 + 2); /* inside the first member's data */
+    CHECK_RC(dbr_tar_open(path, &opts, &t2), DBR_E_CORRUPT);
+    CHECK(t2 == NULL);
+    save(&tb, tb.len);
+    CHECK_RC(dbr_tar_open(path, &opts, &t2), DBR_OK); /* intact: no damage */
+    CHECK(dbr_tar_damage(t2) == NULL && dbr_tar_count(t2) > 2);
+    dbr_tar_close(t2);
+    free(cut.b);
+
     CHECK_RC(dbr_tar_open(NULL, NULL, &t2), DBR_E_ARG);
     snprintf(path, sizeof path, "%s/missing.tar", dir);
     CHECK_RC(open_rc(), DBR_E_NOT_FOUND);

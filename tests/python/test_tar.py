@@ -213,9 +213,55 @@ def test_damaged_tars_give_clear_errors(tmp_path, how, member, text):
     with pytest.raises(db.CorruptDataError) as err:
         db.TarArchive(path)
     assert path in str(err.value) and member in str(err.value) and text in str(err.value)
-    with pytest.raises(db.CorruptDataError, match=how):
-        len(db.TarShard(path))
-    assert not os.path.exists(path + _tar.INDEX_SUFFIX)
+    # keep_intact_prefix: the members before the break, and the same reason
+    # (a tar broken in its first member has none to keep).
+    if how == "size":
+        with pytest.raises(db.CorruptDataError, match=text):
+            db.TarArchive(path, keep_intact_prefix=True)
+    else:
+        kept = db.TarArchive(path, keep_intact_prefix=True)
+        assert str(kept.damage) == str(err.value)
+        assert kept.namelist() == ["000.jpg", "000.cls"][:1 if member.endswith("cls") else 2]
+        assert kept.read("000.jpg") == b"j" * 1000
+    assert not os.path.exists(path + _tar.INDEX_SUFFIX)  # a damaged tar's index is never kept
+    assert db.TarArchive(write_tar(tmp_path / "ok.tar", [("a.b", b"1")])).damage is None
+
+
+@pytest.mark.parametrize("where", ["mid-jpg", "mid-cls-header", "mid-next-jpg"])
+def test_truncated_shard_keeps_what_webdataset_reads(tmp_path, where):
+    """A shard cut off part-way (an interrupted download): the samples
+    before the cut are read exactly as webdataset reads them (its
+    warn_and_continue handler), the partial last sample included; the image
+    pipeline delivers every complete image and names the cut."""
+    path, images = jpeg_tar(tmp_path, count=10)
+    with tarfile.open(path) as t:
+        info = {m.name: m for m in t.getmembers()}
+    jpg6, cls7 = info["00006.jpg"], info["00007.cls"]
+    cut = {"mid-jpg": jpg6.offset_data + jpg6.size // 2,
+           "mid-cls-header": cls7.offset + 100,
+           "mid-next-jpg": info["00007.jpg"].offset_data + 10}[where]
+    data = open(path, "rb").read()
+    cut_path = str(tmp_path / "cut.tar")
+    with open(cut_path, "wb") as fh:
+        fh.write(data[:cut])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = [{k: v for k, v in s.items() if k == "__key__" or not k.startswith("__")}
+                  for s in wds.WebDataset(cut_path, shardshuffle=False,
+                                          handler=wds.warn_and_continue)]
+    shard = db.TarShard(cut_path)
+    ours = shard.read(range(len(shard)))
+    assert ours == theirs and len(ours) in (7, 8)
+    assert "cut.tar" in str(shard.damage) and "truncated" in str(shard.damage)
+    kw = dict(batch_size=4, size=SIZE, rank=0, world_size=1, shuffle=False)
+    ds = db.image_classification_dataset(db.tar_shards([cut_path]), on_error="skip", **kw)
+    keys = [k for b in ds for k in b["keys"]]
+    assert keys == [f"cut.tar/{s['__key__']}" for s in theirs if "jpg" in s]
+    assert any("cut.tar" in reason and "samples before it are kept" in reason
+               for _, reason in ds.skipped)
+    with pytest.raises(db.CorruptDataError, match="truncated"):
+        db.image_classification_dataset(db.tar_shards([cut_path]), **kw)
 
 
 def test_truncated_tars_never_accepted_where_tarfile_refuses(tmp_path):
@@ -452,7 +498,9 @@ def test_skip_mode_leaves_out_a_damaged_shard_with_its_reason(tmp_path):
     good = write_tar(tmp_path / "fine.tar", [("a.txt", b"1"), ("b.txt", b"2")])
     ds = db.ShardedDataset(db.tar_shards([good, bad]), 8, shuffle=False, rank=0, world_size=1,
                            on_error="skip")
-    assert [k for b in ds for k in b["keys"]] == ["fine.tar/a", "fine.tar/b"]
+    # the sample before the cut is kept; the cut one is skipped with its reason
+    assert [k for b in ds for k in b["keys"]] == ["fine.tar/a", "fine.tar/b",
+                                                  "truncated.tar/000"]
     assert any(bad in reason and "001.jpg" in reason for _, reason in ds.skipped)
     with pytest.raises(db.CorruptDataError, match="truncated"):
         db.ShardedDataset(db.tar_shards([good, bad]), 8, rank=0, world_size=1)
