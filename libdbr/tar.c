@@ -359,9 +359,10 @@ static int scan(dbr_tar *t)
     memset(&p, 0, sizeof p);
     const char *last = NULL; /* the member before, for errors without a name */
     int rc = DBR_OK;
-    uint64_t off = 0;
+    uint64_t off = 0, header_at = 0;
     const char *packed;
     while (rc == DBR_OK && off < t->size) {
+        header_at = off;
         if (t->size - off < BLOCK) {
             if (off == 0 && (packed = compression_magic(t)) != NULL)
                 rc = refuse_compressed(t, packed);
@@ -412,12 +413,6 @@ static int scan(dbr_tar *t)
             break;
         }
         uint64_t next = data + ((uint64_t)size + BLOCK - 1) / BLOCK * BLOCK;
-        if (next > t->size) { /* as tarfile: the padding must be there too */
-            rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': member '%s' at offset %llu: the file "
-                           "ends inside the padding after its data (truncated file)",
-                           t->path, name, (unsigned long long)off);
-            break;
-        }
         if (!p.active) {
             p.active = 1;
             p.first_hdr = off;
@@ -477,6 +472,12 @@ static int scan(dbr_tar *t)
         pending_clear(&p);
         off = next;
     }
+    /* As tarfile: the padding after the last data must be there too (the
+     * member itself is kept with keep_intact_prefix, its data being whole). */
+    if (rc == DBR_OK && off > t->size)
+        rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': the file ends inside the padding after the "
+                       "data of the header at offset %llu (member '%s'): truncated file",
+                       t->path, (unsigned long long)header_at, last ? last : "(none)");
     if (rc == DBR_OK && p.active && (p.name || p.has_size))
         rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': a pax or long name record at offset %llu "
                        "is not followed by its member (truncated?)", t->path,
