@@ -325,6 +325,21 @@ static size_t header_name(const unsigned char *h, char type, char *dst)
     return len + n;
 }
 
+/* The compression whose magic number starts block h (a .tar.gz, .tar.bz2,
+ * .tar.xz or .tar.zst shard), or NULL. */
+static const char *compression_of(const unsigned char *h)
+{
+    if (h[0] == 0x1f && h[1] == 0x8b)
+        return "gzip";
+    if (memcmp(h, "BZh", 3) == 0)
+        return "bzip2";
+    if (memcmp(h, "\xfd" "7zXZ", 5) == 0)
+        return "xz";
+    if (memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0)
+        return "zstd";
+    return NULL;
+}
+
 static int scan(dbr_tar *t)
 {
     if (t->size == 0)
@@ -352,6 +367,13 @@ static int scan(dbr_tar *t)
         size_t hlen = header_name(h, type, hname);
         hname[hlen] = '\0';
         const char *name = p.name ? p.name : hname;
+        const char *packed = off == 0 ? compression_of(h) : NULL;
+        if (!checksum_ok(h) && packed) {
+            rc = dbr__fail(DBR_E_UNSUPPORTED, "tar '%s' is %s-compressed: members are read "
+                           "in place, so it needs decompressing first (dareblopy's Python "
+                           "TarArchive and tar_shards do that into a cache)", t->path, packed);
+            break;
+        }
         if (!checksum_ok(h)) {
             rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': bad header checksum at offset %llu "
                            "(member '%s'; the member before is '%s'): not a tar file, or "
