@@ -44,8 +44,11 @@ _OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
 def compression_of(path: str) -> Optional[str]:
     """"gzip", "bzip2", "xz" or "zstd" when the file starts with that
     format's magic number, else None (a plain tar, or not a tar at all)."""
-    with open(path, "rb") as fh:
-        head = fh.read(6)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        return None  # libdbr's open then reports it, in its words
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
 
 
