@@ -25,12 +25,13 @@ import numpy as np
 
 from ._batch import Outcomes, check_errors_mode
 from ._buffers import cells, encode_path, new_bytes
-from ._errors import (CorruptDataError, InvalidArgumentError, NotFoundError, check,
+from ._errors import (CorruptDataError, DbrError, InvalidArgumentError, NotFoundError, check,
                       error_from_code)
 from ._ffi import ffi, lib
 from ._archive import ArchiveBase, ArchiveFunctions
 from ._files import File, PathLike
 from ._shards import ArchiveShard, Sample
+from ._tar_decompress import readable_tar
 
 INDEX_SUFFIX = ".dbridx"
 
@@ -110,7 +111,12 @@ class TarArchive(ArchiveBase):
     before the break.  ``keep_intact_prefix=True`` opens it with the members
     before the break instead (as tarfile and webdataset read them), and
     :attr:`damage` holds that error; a tar broken before its first member
-    raises either way."""
+    raises either way.
+
+    A compressed tar (``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz``,
+    recognised by its content) is decompressed once into ``cache_dir``, else
+    into the per-user cache, and read from there (see
+    :mod:`dareblopy._tar_decompress`); :attr:`path` is then that copy."""
 
     _c = ArchiveFunctions(lib.dbr_tar_find, lib.dbr_tar_entry_size, lib.dbr_tar_count,
                           lib.dbr_tar_path, lib.dbr_tar_names, lib.dbr_tar_read)
@@ -122,12 +128,20 @@ class TarArchive(ArchiveBase):
                  keep_intact_prefix: bool = False):
         path = os.fsdecode(encode_path(path))
         opts = _options(mmap, max_members, max_header_size, keep_intact_prefix)
-        handle = _open_cached(path, opts, cache_dir, cache_index)
+        with readable_tar(path, cache_dir) as (plain, cut):
+            if cut is not None and not keep_intact_prefix:
+                raise cut
+            try:
+                handle = _open_cached(plain, opts, cache_dir, cache_index and cut is None)
+            except DbrError as exc:
+                if cut is not None:  # nothing whole before the cut
+                    raise cut from exc
+                raise
         self._hold(ffi.gc(handle, lib.dbr_tar_close))
         damage = lib.dbr_tar_damage(handle)
         #: None, or the CorruptDataError that ended the member index
         #: (only with keep_intact_prefix=True).
-        self.damage: Optional[CorruptDataError] = (
+        self.damage: Optional[CorruptDataError] = cut or (
             None if damage == ffi.NULL else CorruptDataError(ffi.string(damage).decode(
                 "utf-8", "replace")))
 
@@ -461,7 +475,9 @@ def tar_shards(paths: Union[PathLike, Sequence[PathLike]],
     """One :class:`TarShard` per WebDataset tar file, in the order given.
     URLs and brace patterns as for :func:`dareblopy.zip_shards`; URLs need a
     ``cache`` (a tar has no directory to read by ranges, so counting a
-    shard's samples downloads it)."""
+    shard's samples downloads it).  Compressed shards are decompressed once
+    into ``cache_dir`` (else the per-user cache; see
+    :mod:`dareblopy._tar_decompress`)."""
     from ._source import resolve
     return [TarShard(p, extensions, cache_dir=cache_dir, mmap=mmap, source=s)
             for p, s in resolve(paths, cache, storage_options, manifest)]

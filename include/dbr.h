@@ -528,7 +528,9 @@ DBR_API void dbr_zip_writer_free(dbr_zip_writer *writer);
  * directories.  Only regular files and directories are members; links,
  * devices and FIFOs are skipped; GNU sparse files are DBR_E_UNSUPPORTED.
  * The index ends at the first zero block (or the end of the file).  If two
- * members share a name, the later one wins for lookups.
+ * members share a name, the later one wins for lookups.  A compressed tar
+ * (gzip, bzip2, xz, zstd) cannot be read in place: DBR_E_UNSUPPORTED,
+ * saying so.
  *
  * Untrusted input: a header with a bad checksum, a member whose data runs
  * past the end of the file, a header cut off by the end of the file, a

@@ -325,28 +325,26 @@ static size_t header_name(const unsigned char *h, char type, char *dst)
     return len + n;
 }
 
-/* The compression whose magic number starts the file, or NULL: a .tar.gz
- * (and the like) is told apart from a damaged tar only when its first
- * header is unreadable, since a member name may start like a magic. */
-static const char *compression_magic(const dbr_tar *t)
+/* The compression whose magic number starts block h (a .tar.gz, .tar.bz2,
+ * .tar.xz or .tar.zst shard), or NULL. */
+static const char *compression_of(const unsigned char *h)
 {
-    static const struct { const char *magic; size_t n; const char *kind; } kinds[] = {
-        {"\x1f\x8b", 2, "gzip"}, {"BZh", 3, "bzip2"}, {"\xfd" "7zXZ\x00", 6, "xz"},
-        {"\x28\xb5\x2f\xfd", 4, "zstd"}, {"\x04\x22\x4d\x18", 4, "lz4"}};
-    unsigned char head[6];
-    size_t got = 0;
-    if (dbr_file_pread(t->src, head, sizeof head, 0, &got) != DBR_OK)
-        return NULL;
-    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
-        if (got >= kinds[k].n && memcmp(head, kinds[k].magic, kinds[k].n) == 0)
-            return kinds[k].kind;
+    if (h[0] == 0x1f && h[1] == 0x8b)
+        return "gzip";
+    if (memcmp(h, "BZh", 3) == 0)
+        return "bzip2";
+    if (memcmp(h, "\xfd" "7zXZ", 5) == 0)
+        return "xz";
+    if (memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0)
+        return "zstd";
     return NULL;
 }
 
 static int refuse_compressed(const dbr_tar *t, const char *kind)
 {
-    return dbr__fail(DBR_E_UNSUPPORTED, "tar '%s' is %s-compressed; only uncompressed tar "
-                     "files are read (decompress it first: %s -d)", t->path, kind, kind);
+    return dbr__fail(DBR_E_UNSUPPORTED, "tar '%s' is %s-compressed: members are read in "
+                     "place, so it needs decompressing first (dareblopy's Python TarArchive "
+                     "and tar_shards do that into a cache)", t->path, kind);
 }
 
 static int scan(dbr_tar *t)
@@ -360,12 +358,14 @@ static int scan(dbr_tar *t)
     const char *last = NULL; /* the member before, for errors without a name */
     int rc = DBR_OK;
     uint64_t off = 0, header_at = 0;
-    const char *packed;
     while (rc == DBR_OK && off < t->size) {
         header_at = off;
         if (t->size - off < BLOCK) {
-            if (off == 0 && (packed = compression_magic(t)) != NULL)
-                rc = refuse_compressed(t, packed);
+            size_t got = 0; /* a compressed tar this small is named too */
+            memset(h, 0, sizeof h);
+            if (off == 0 && dbr_file_pread(t->src, h, (size_t)t->size, 0, &got) == DBR_OK &&
+                compression_of(h) != NULL)
+                rc = refuse_compressed(t, compression_of(h));
             else
                 rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': header at offset %llu is cut off "
                                "after %llu bytes (truncated file; the member before is '%s')",
@@ -381,14 +381,16 @@ static int scan(dbr_tar *t)
         size_t hlen = header_name(h, type, hname);
         hname[hlen] = '\0';
         const char *name = p.name ? p.name : hname;
+        const char *packed = off == 0 ? compression_of(h) : NULL;
+        if (!checksum_ok(h) && packed) {
+            rc = refuse_compressed(t, packed);
+            break;
+        }
         if (!checksum_ok(h)) {
-            if (off == 0 && (packed = compression_magic(t)) != NULL)
-                rc = refuse_compressed(t, packed);
-            else
-                rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': bad header checksum at offset %llu "
-                               "(member '%s'; the member before is '%s'): not a tar file, "
-                               "or damaged", t->path, (unsigned long long)off, name,
-                               last ? last : "(none)");
+            rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': bad header checksum at offset %llu "
+                           "(member '%s'; the member before is '%s'): not a tar file, or "
+                           "damaged", t->path, (unsigned long long)off, name,
+                           last ? last : "(none)");
             break;
         }
         int64_t size, mtime, mode;

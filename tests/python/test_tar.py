@@ -287,19 +287,6 @@ def test_truncated_tars_never_accepted_where_tarfile_refuses(tmp_path):
     assert accepted >= 4  # the end blocks and whole members may be cut off
 
 
-@pytest.mark.parametrize("mode,kind", [("w:gz", "gzip"), ("w:bz2", "bzip2"), ("w:xz", "xz")])
-def test_compressed_tar_is_named_as_such(tmp_path, mode, kind):
-    path = tmp_path / f"shard.tar.{kind}"
-    with tarfile.open(path, mode) as t:
-        info = tarfile.TarInfo("000.jpg")
-        info.size = 4
-        t.addfile(info, io.BytesIO(b"JPEG"))
-    with pytest.raises(db.UnsupportedError, match=f"{kind}-compressed"):
-        db.TarArchive(path)
-    with pytest.raises(db.UnsupportedError, match=f"{kind}-compressed"):
-        list(db.ShardedDataset(db.tar_shards([path]), 2, rank=0, world_size=1))
-
-
 def test_limits_on_declared_sizes(tmp_path):
     path = write_tar(tmp_path / "long.tar", [("x" * 5000 + ".jpg", b"a")], tarfile.GNU_FORMAT)
     with pytest.raises(db.LimitExceededError, match="max_header_size"):
@@ -504,3 +491,90 @@ def test_skip_mode_leaves_out_a_damaged_shard_with_its_reason(tmp_path):
     assert any(bad in reason and "001.jpg" in reason for _, reason in ds.skipped)
     with pytest.raises(db.CorruptDataError, match="truncated"):
         db.ShardedDataset(db.tar_shards([good, bad]), 8, rank=0, world_size=1)
+
+
+# ---- compressed shards (.tgz, .tar.bz2, .tar.xz), as webdataset reads them
+
+def compressed(path, kind, out):
+    """The tar at path, compressed with kind's stdlib module into out."""
+    import bz2
+    import gzip
+    import lzma
+    opener = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind]
+    with open(path, "rb") as src, opener(out, "wb") as dst:
+        dst.write(src.read())
+    return str(out)
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz"])
+def test_compressed_shards_read_as_webdataset_reads_them(tmp_path, kind, monkeypatch):
+    monkeypatch.setenv("DAREBLOPY_CACHE_DIR", str(tmp_path / "usercache"))
+    plain, _ = jpeg_tar(tmp_path, count=12)
+    packed = compressed(plain, kind, tmp_path / f"img.tar.{kind}")
+    shard = db.TarShard(packed)
+    assert shard.read(range(len(shard))) == wds_samples(packed) == wds_samples(plain)
+    assert shard.damage is None
+    kw = dict(batch_size=5, size=SIZE, rank=0, world_size=1, shuffle=True, seed=3)
+    ours = list(db.image_classification_dataset(db.tar_shards([packed]), **kw))
+    ref = list(db.image_classification_dataset(db.tar_shards([plain]), **kw))
+    assert [b["labels"].tolist() for b in ours] == [b["labels"].tolist() for b in ref]
+    assert all(np.array_equal(a["data"], b["data"]) for a, b in zip(ours, ref))
+    # decompressed once, into the user cache, and reused by the next open
+    copies = [p for p in os.listdir(tmp_path / "usercache" / "tar") if p.endswith(".tar")]
+    assert len(copies) == 1 and copies[0].startswith(f"img.tar.{kind}-")
+    copy = str(tmp_path / "usercache" / "tar" / copies[0])
+    stamp = os.stat(copy).st_mtime_ns
+    assert db.TarArchive(packed).path == copy and os.stat(copy).st_mtime_ns == stamp
+    # a changed shard gets a fresh copy, and the old one goes
+    compressed(write_tar(tmp_path / "other.tar", [("k.txt", b"new")]), kind, packed)
+    os.utime(packed, ns=(stamp + 10**9, stamp + 10**9))
+    assert db.TarArchive(packed).read("k.txt") == b"new"
+    assert not os.path.exists(copy)
+
+
+def test_cut_off_compressed_shard_keeps_the_samples_before_the_cut(tmp_path):
+    plain, _ = jpeg_tar(tmp_path, count=10)
+    packed = compressed(plain, "gz", tmp_path / "img.tgz")
+    data = open(packed, "rb").read()
+    cut = str(tmp_path / "cut.tgz")
+    with open(cut, "wb") as fh:
+        fh.write(data[:len(data) * 2 // 3])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = [{k: v for k, v in s.items() if k == "__key__" or not k.startswith("__")}
+                  for s in wds.WebDataset(cut, shardshuffle=False,
+                                          handler=wds.warn_and_continue)]
+    cache = tmp_path / "cache"
+    shard = db.TarShard(cut, cache_dir=str(cache))
+    ours = shard.read(range(len(shard)))
+    assert 3 <= len(ours) < 10
+    assert ours == theirs[:len(ours)]  # webdataset may add a partial last sample
+    assert "cut.tgz" in str(shard.damage) and "cut off" in str(shard.damage)
+    assert not [p for p in os.listdir(cache) if p.endswith(".tar")]  # never cached
+    with pytest.raises(db.CorruptDataError, match="cut off"):
+        db.TarArchive(cut, cache_dir=str(cache))
+    ds = db.ShardedDataset(db.tar_shards([cut], cache_dir=str(cache)), 4, rank=0,
+                           world_size=1, shuffle=False, on_error="skip",
+                           transform=lambda s: s["__key__"])
+    assert [k for b in ds for k in b["data"]] == [s["__key__"] for s in ours]
+    assert "cut.tgz" in ds.skipped[0][1]
+
+
+def test_damaged_or_unsupported_compressed_shards(tmp_path):
+    plain = write_tar(tmp_path / "a.tar", [(f"{i}.txt", os.urandom(3000)) for i in range(20)])
+    packed = compressed(plain, "gz", tmp_path / "a.tgz")
+    data = bytearray(open(packed, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # inside the deflate stream
+    (tmp_path / "bad.tgz").write_bytes(bytes(data))
+    cache = str(tmp_path / "cache")
+    with pytest.raises(db.CorruptDataError, match="bad.tgz.*damaged"):
+        db.TarArchive(str(tmp_path / "bad.tgz"), cache_dir=cache, keep_intact_prefix=True)
+    (tmp_path / "z.tar.zst").write_bytes(b"\x28\xb5\x2f\xfd" + bytes(600))
+    with pytest.raises(db.UnsupportedError, match="zstd"):
+        db.TarArchive(str(tmp_path / "z.tar.zst"), cache_dir=cache)
+    # libdbr alone says why it cannot read a compressed tar in place
+    from dareblopy._ffi import ffi, lib
+    raw = ffi.new("dbr_tar **")
+    assert lib.dbr_tar_open(packed.encode(), ffi.NULL, raw) == lib.DBR_E_UNSUPPORTED
+    assert b"gzip-compressed" in ffi.string(lib.dbr_last_error())
