@@ -208,6 +208,15 @@ def test_labels_from_map_file_and_parent_dirs(tree, tmp_path):
     bad.write_text("no-label-here\n")
     with pytest.raises(ValueError, match="bad.txt:1"):
         db.read_label_file(bad)
+    # A name listed twice (merged label files) keeps one label only when
+    # both lines agree; otherwise which one won was silent.
+    twice = tmp_path / "twice.txt"
+    twice.write_text("cat/1.jpg 0\ndog/2.jpg 1\ncat/1.jpg 0\n")
+    assert db.read_label_file(twice) == {"cat/1.jpg": 0, "dog/2.jpg": 1}
+    twice.write_text("cat/1.jpg 0\ndog/2.jpg 1\ncat/1.jpg 1\n")
+    with pytest.raises(ValueError, match=r"twice.txt:3: 'cat/1.jpg' has label 1 here .* 0 "
+                                         r"on line 1"):
+        db.read_label_file(twice)
 
 
 def test_batch_transform_gets_the_batch_and_a_stable_seed(tree):
