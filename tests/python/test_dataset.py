@@ -622,7 +622,11 @@ def _replace_archive(path, kind, entries):
     import tarfile
     import zipfile
     tmp = str(path) + ".new"
-    if kind == "zip":
+    if kind == "tfrecord":
+        with db.TFRecordWriter(tmp) as w:
+            for name, data in entries:
+                w.write(db.serialize_example({"path": name, "data": data}))
+    elif kind == "zip":
         with zipfile.ZipFile(tmp, "w") as z:
             for name, data in entries:
                 z.writestr(name, data)
@@ -635,15 +639,15 @@ def _replace_archive(path, kind, entries):
     os.replace(tmp, path)
 
 
-@pytest.mark.parametrize("kind", ["zip", "tar"])
-def test_archive_replaced_during_the_run_is_refused_not_misread(tmp_path, kind):
+@pytest.mark.parametrize("kind", ["zip", "tar", "tfrecord"])
+def test_shard_replaced_during_the_run_is_refused_not_misread(tmp_path, kind):
     # A shard reopened (after eviction, or in a worker) once its file was
     # replaced - a repack renames new shards over old ones - used to pair the
     # old listing's names with the new file's bytes: silently wrong labels.
     first, second = tmp_path / f"a.{kind}", tmp_path / f"b.{kind}"
     _replace_archive(first, kind, [("cat1.jpg", b"cat1"), ("cat2.jpg", b"cat2")])
     _replace_archive(second, kind, [("dog1.jpg", b"dog1")])
-    make = db.zip_shards if kind == "zip" else db.tar_shards
+    make = {"zip": db.zip_shards, "tar": db.tar_shards, "tfrecord": db.tfrecord_shards}[kind]
 
     def run(on_error):
         ds = db.ShardedDataset(make([first, second]), 8, rank=0, world_size=1, shuffle=False,
@@ -651,7 +655,7 @@ def test_archive_replaced_during_the_run_is_refused_not_misread(tmp_path, kind):
         return ds, [b for b in ds]
 
     ds, batches = run("raise")
-    _replace_archive(first, kind, [("eel1.jpg", b"EEL1"), ("eel2.jpg", b"EEL2")])
+    _replace_archive(first, kind, [("eel1.jpg", b"EEL1")])  # (a TFRecord index: 1 record)
     with pytest.raises(db.ShardChangedError, match=rf"a\.{kind}.*changed"):
         list(ds)
     ds.shards[0].close()
