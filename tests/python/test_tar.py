@@ -578,3 +578,26 @@ def test_damaged_or_unsupported_compressed_shards(tmp_path):
     raw = ffi.new("dbr_tar **")
     assert lib.dbr_tar_open(packed.encode(), ffi.NULL, raw) == lib.DBR_E_UNSUPPORTED
     assert b"gzip-compressed" in ffi.string(lib.dbr_last_error())
+
+
+def _open_and_count(args):
+    path, cache = args
+    archive = db.TarArchive(path, cache_dir=cache)
+    # the copy's inode: a second decompression would have renamed a new one in
+    return (archive.path, os.stat(archive.path).st_ino, len(archive),
+            archive.read(archive.namelist()[-1]))
+
+
+def test_processes_opening_one_compressed_shard_decompress_it_once(tmp_path):
+    plain = write_tar(tmp_path / "a.tar", [(f"{i}.bin", os.urandom(200_000)) for i in range(40)])
+    packed = compressed(plain, "gz", tmp_path / "a.tgz")
+    cache = str(tmp_path / "cache")
+    import multiprocessing
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        got = pool.map(_open_and_count, [(packed, cache)] * 4)
+    with tarfile.open(plain) as t:  # the last member's bytes, through tarfile
+        last = t.extractfile(t.getmembers()[-1]).read()
+    assert len({g[:2] for g in got}) == 1 and all(g[2:] == (40, last) for g in got)
+    names = os.listdir(cache)
+    assert [n for n in names if n.endswith(".tar")] == [os.path.basename(got[0][0])]
+    assert not [n for n in names if n.endswith(".part")]  # no half-made copy left
