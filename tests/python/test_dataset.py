@@ -663,3 +663,17 @@ def test_shard_replaced_during_the_run_is_refused_not_misread(tmp_path, kind):
     (batch,) = list(ds)
     assert len(batch["skipped"]) == 2 and all("changed" in why for _, why in ds.skipped)
     assert [len(b["skipped"]) for b in run("skip")[1]] == [0]  # a new dataset lists anew
+
+
+def test_a_dataset_that_yields_no_batch_is_refused(tree):
+    # drop_last with a batch larger than a rank's share of the data, or
+    # uneven="drop" with more ranks than samples, made every epoch empty: a
+    # training loop then ran on nothing without a word.
+    shards = db.directory_shards(tree, files_per_shard=4)
+    total = sum(len(s) for s in shards)
+    with pytest.raises(ValueError, match=rf"no batch.*{total} samples.*batch_size {total + 1}"):
+        db.ShardedDataset(shards, total + 1, rank=0, world_size=1, drop_last=True)
+    with pytest.raises(ValueError, match="no batch"):
+        db.ShardedDataset(shards, 1, rank=0, world_size=total + 1, uneven="drop")
+    (batch,) = list(db.ShardedDataset(shards, total + 1, rank=0, world_size=1))
+    assert len(batch["keys"]) == total  # without drop_last: one short batch
