@@ -520,3 +520,27 @@ def test_tar_and_tfrecord_shards_at_urls_through_the_cache(http, tmp_path):
     cache.stop()
     with pytest.raises(ValueError, match="needs a cache"):
         db.ShardedDataset(db.tfrecord_shards(f"{http.url}/r0.tfrecord"), 4)
+
+
+# ---- hostile archives and servers (what real object stores and CDNs do)
+
+def _zip_with(entries, comment=b""):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries:
+            z.writestr(name, data)
+        z.comment = comment
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("entries", [5, 65540], ids=["zip", "zip64"])
+def test_zip_with_the_longest_comment_reads_by_ranges(http, entries):
+    """A comment of up to 65535 bytes follows the end record (and, in
+    zip64, the locator and zip64 record precede it): zipfile reads these."""
+    blob = _zip_with([(f"{j}", os.urandom(j % 7)) for j in range(entries)], b"c" * 65535)
+    (http.root_path / "long-comment.zip").write_bytes(blob)
+    ref = zipfile.ZipFile(io.BytesIO(blob))
+    names = ref.namelist()[:3] + ref.namelist()[-3:]
+    with db.RemoteArchive(RemoteObject(f"{http.url}/long-comment.zip")) as archive:
+        assert len(archive.namelist()) == entries
+        assert archive.read_many(names) == [ref.read(n) for n in names]
