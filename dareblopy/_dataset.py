@@ -277,6 +277,12 @@ class ShardedDataset:
         self._leases = _Leases(self.shards, self.max_open_shards)
         self.remaining = [(0, self.total)]  # positions of the epoch this run reads
         self._split_cache: Optional[RunSplit] = None
+        if len(self) == 0:  # every epoch would be empty: a loop would train on nothing
+            raise ValueError(
+                f"ShardedDataset: an epoch gives rank {self.rank} no batch: the shards hold "
+                f"{self.total} samples, {self.samples_per_rank} of them for each of the "
+                f"{self.world_size} rank(s) (uneven={self.uneven!r}), and drop_last="
+                f"{self.drop_last} with batch_size {self.batch_size}")
 
     @property
     def worker_count(self) -> int:

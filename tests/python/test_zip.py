@@ -677,6 +677,25 @@ def test_writer_is_atomic(tmp_path):
     assert db.open_zip_archive(path).read("a") == b"new"
 
 
+def test_writer_flags_only_utf8_names_as_utf8(tmp_path):
+    # A file name that is not UTF-8 (Latin-1 from an old dataset: os.walk
+    # gives it with surrogateescape) was flagged UTF-8 anyway, which makes
+    # zipfile refuse the whole archive.  The flag must say the truth; the
+    # exact bytes still round-trip through dareblopy.
+    path = tmp_path / "names.zip"
+    latin1 = os.fsdecode(b"caf\xe9.jpg")
+    with db.ZipWriter(path) as w:
+        w.write(latin1, b"1")
+        w.write("caf\u00e9.jpg", b"2")
+    with zipfile.ZipFile(path) as z:
+        flags = [i.flag_bits & 0x800 for i in z.infolist()]
+        assert flags == [0, 0x800]
+        assert z.read("caf\u00e9.jpg") == b"2"
+        assert z.infolist()[0].orig_filename.encode("cp437") == b"caf\xe9.jpg"
+    a = db.open_zip_archive(path)
+    assert a.namelist() == [latin1, "caf\u00e9.jpg"] and a.read(latin1) == b"1"
+
+
 def test_legacy_reads_our_lz4(tmp_path):
     # `make peers` (part of `make test`) puts DareBlopy 0.0.5 in .venv38.
     legacy = os.environ.get("DBR_LEGACY_PYTHON") or os.path.join(ROOT, ".venv38", "bin", "python")
