@@ -520,3 +520,63 @@ def test_tar_and_tfrecord_shards_at_urls_through_the_cache(http, tmp_path):
     cache.stop()
     with pytest.raises(ValueError, match="needs a cache"):
         db.ShardedDataset(db.tfrecord_shards(f"{http.url}/r0.tfrecord"), 4)
+
+
+# ---- hostile archives and servers (what real object stores and CDNs do)
+
+def _zip_with(entries, comment=b""):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries:
+            z.writestr(name, data)
+        z.comment = comment
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("entries", [5, 65540], ids=["zip", "zip64"])
+def test_zip_with_the_longest_comment_reads_by_ranges(http, entries):
+    """A comment of up to 65535 bytes follows the end record (and, in
+    zip64, the locator and zip64 record precede it): zipfile reads these."""
+    blob = _zip_with([(f"{j}", os.urandom(j % 7)) for j in range(entries)], b"c" * 65535)
+    (http.root_path / "long-comment.zip").write_bytes(blob)
+    ref = zipfile.ZipFile(io.BytesIO(blob))
+    names = ref.namelist()[:3] + ref.namelist()[-3:]
+    with db.RemoteArchive(RemoteObject(f"{http.url}/long-comment.zip")) as archive:
+        assert len(archive.namelist()) == entries
+        assert archive.read_many(names) == [ref.read(n) for n in names]
+
+
+def test_ranges_answered_in_parts_are_read_whole(http, tmp_path):
+    """A valid 206 may carry less than asked (its Content-Range says so,
+    as some CDNs cap a range): the rest is asked for, never lost or
+    retried as an error.  (fsspec's cat_file returns the short part.)"""
+    blob, samples = make_zip(7, entries=30, size=3000)
+    (http.root_path / "parts.zip").write_bytes(blob)
+    http.max_range = 5000
+    url = f"{http.url}/parts.zip"
+    ref = zipfile.ZipFile(io.BytesIO(blob))
+    with db.RemoteArchive(RemoteObject(url, retries=0)) as archive:
+        assert archive.read_many(ref.namelist()) == [ref.read(n) for n in ref.namelist()]
+    cache = db.ShardCache(str(tmp_path / "c"), 1 << 20)
+    path, pin = cache.acquire(RemoteObject(url, retries=0))
+    cache.release(pin)
+    assert open(path, "rb").read() == blob
+
+
+def test_a_server_ignoring_range(http, tmp_path):
+    """A 200 with the whole body instead of a range: a download through the
+    cache uses that body; range reads stop at once with a clear error
+    (retrying cannot help, and every entry would cost the whole object)."""
+    blob, _ = make_zip(8, entries=30, size=3000)
+    (http.root_path / "norange.zip").write_bytes(blob)
+    http.ignore_range = True
+    url = f"{http.url}/norange.zip"
+    cache = db.ShardCache(str(tmp_path / "c"), 1 << 20, chunk_bytes=10_000)
+    path, pin = cache.acquire(RemoteObject(url, retries=0))
+    cache.release(pin)
+    assert open(path, "rb").read() == blob
+    assert http.bytes_sent("/norange.zip") == len(blob)  # one whole body, not one per chunk
+    gets = len(http.log)
+    with pytest.raises(db.RemoteError, match=r"norange\.zip: .*ignores Range.*ShardCache"):
+        db.RemoteArchive(RemoteObject(url))
+    assert len(http.log) == gets + 1  # not retried
