@@ -341,10 +341,15 @@ class TarShard(ArchiveShard):
         self._labels: Optional[List[Union[int, None, Exception]]] = None
 
     def _open(self) -> TarArchive:
-        path, index_dir = ((self.path, self.cache_dir) if self.source is None else
-                           (self.source.local_path(), self.cache_dir or self.source.index_dir()))
-        archive = TarArchive(path, cache_dir=index_dir, mmap=self.mmap, keep_intact_prefix=True)
-        self.damage = archive.damage
+        if self.source is None:
+            archive = TarArchive(self.path, cache_dir=self.cache_dir, mmap=self.mmap,
+                                 keep_intact_prefix=True)
+            self.damage = archive.damage
+        else:  # a compressed one is decompressed inside the cache's limit
+            with self.source.readable_tar() as (path, cut):
+                archive = TarArchive(path, cache_dir=self.cache_dir or self.source.index_dir(),
+                                     mmap=self.mmap, keep_intact_prefix=True)
+            self.damage = cut or archive.damage
         if self._samples is None:
             regular = (archive.entries()["is_dir"] == 0).tolist()
             self._samples = group_samples(archive.namelist(), regular,
