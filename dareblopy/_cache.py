@@ -11,6 +11,12 @@ the shard's file name):
   (when the manifest records one) and the server's version were checked, so
   a process killed mid-download leaves only a ``.part``, which the next
   process that wants the shard deletes and downloads again;
+- ``KEY.plain``: a file made from the complete shard (a compressed tar's
+  decompressed copy), counted against the limit like the shard and evicted
+  with it; ``KEY.plain-part`` while it is being made (its bytes reserved
+  as they are written), ``KEY.plain-note`` a note about it (why a
+  decompressed copy stops early) and ``KEY.plain-lock`` the lock its
+  makers take;
 - ``index/``: the indexes readers build of cached shards (tar members,
   TFRecord offsets: a few bytes per sample, one file per shard URL), kept
   outside the limit so that a reader never writes unreserved bytes into it;
@@ -30,7 +36,8 @@ and two opens in one process exclude each other like two processes):
   one step for the whole node, so two processes never both see the same
   free bytes.
 
-The limit counts the bytes of ``.shard`` and ``.part`` files;
+The limit counts the bytes of ``.shard``, ``.part``, ``.plain`` and
+``.plain-part`` files;
 shards are reserved under the directory lock before a byte is written.
 Eviction deletes only unpinned files: first stale downloads, then shards
 whose next use is furthest away in the plan the dataset gave (shards the
@@ -50,6 +57,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ._remote import RemoteError, RemoteObject
 
 _SHARD, _PART, _LOCK = ".shard", ".part", ".lock"
+_PLAIN, _PLAIN_PART, _PLAIN_NOTE, _PLAIN_LOCK = ".plain", ".plain-part", ".plain-note", ".plain-lock"
+# The files the limit counts, and the files that go with a shard (eviction,
+# a new version), in the order eviction prefers: unfinished work first.
+_COUNTED = (_PART, _PLAIN_PART, _SHARD, _PLAIN)
+_OF_A_SHARD = _COUNTED + (_PLAIN_NOTE,)
 _DIR_LOCK = ".dir.lock"
 
 
@@ -151,11 +163,11 @@ class ShardCache:
 
     def usage(self) -> int:
         """Bytes the limit counts right now (complete shards, downloads in
-        progress, TFRecord indexes)."""
+        progress, decompressed copies made or in the making)."""
         total = 0
         with os.scandir(self.directory) as it:
             for entry in it:
-                if entry.name.endswith((_SHARD, _PART)):
+                if entry.name.endswith(_COUNTED):
                     try:
                         total += entry.stat().st_size
                     except FileNotFoundError:
@@ -164,7 +176,7 @@ class ShardCache:
 
     def _present_keys(self) -> set:
         with os.scandir(self.directory) as it:
-            return {e.name[:-len(suf)] for e in it for suf in (_SHARD, _PART)
+            return {e.name[:-len(suf)] for e in it for suf in _COUNTED
                     if e.name.endswith(suf)}
 
     def check_fits(self, obj: RemoteObject) -> None:
@@ -272,11 +284,7 @@ class ShardCache:
         """Downloads under the shard's exclusive lock; False when prefetch
         finds no room."""
         part = self.path(key, _PART)
-        for stale in (part, self.path(key)):
-            try:
-                os.unlink(stale)  # a killed download, or an outdated version
-            except FileNotFoundError:
-                pass
+        self._remove(key)  # a killed download, or an outdated version (and what was made of it)
         pfd = self._reserve(key, part, obj, demand)
         if pfd is None:
             return False
@@ -305,10 +313,16 @@ class ShardCache:
         return True
 
     def _reserve(self, key: str, part: str, obj: RemoteObject, demand: bool) -> Optional[int]:
-        """Under the directory lock: make room (evicting), then create and
-        pre-allocate the .part.  Demand waits for pinned space to be
-        released (bounded by stall_timeout); prefetch returns None."""
-        size = obj.size
+        """Makes room (evicting), then creates and pre-allocates the .part.
+        Demand waits for pinned space to be released (bounded by
+        stall_timeout); prefetch returns None."""
+        return self._make_room(key, obj.size, demand, f"this shard ({obj.size} bytes)", obj.url,
+                               lambda room: self._allocate(part, obj.size, obj))
+
+    def _make_room(self, key: str, size: int, demand: bool, what: str, url: str, allocate):
+        """allocate(room) under the directory lock once size more bytes fit
+        (room: the bytes free beyond those); None when they do not and not
+        demand."""
         dir_fd = os.open(os.path.join(self.directory, _DIR_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             start, last_used = time.monotonic(), None
@@ -320,7 +334,7 @@ class ShardCache:
                         limit_next = None if demand else self._plan.get(key)
                         used -= self._evict(used + size - self.limit_bytes, key, limit_next)
                     if used + size <= self.limit_bytes:
-                        return self._allocate(part, size, obj)
+                        return allocate(self.limit_bytes - used - size)
                 finally:
                     fcntl.flock(dir_fd, fcntl.LOCK_UN)
                 if not demand:
@@ -335,8 +349,8 @@ class ShardCache:
                 if present == mine or now - start > self.stall_timeout:
                     # Waiting cannot help when this process pins everything.
                     raise CacheLimitError(
-                        f"{obj.url}: the cache {self.directory} (limit {self.limit_bytes} "
-                        f"bytes) cannot fit this shard ({size} bytes): {used} bytes are held "
+                        f"{url}: the cache {self.directory} (limit {self.limit_bytes} "
+                        f"bytes) cannot fit {what}: {used} bytes are held "
                         f"by shards in use ({len(mine)} by this process: "
                         f"{', '.join(sorted(mine)) or 'none'}); raise limit_bytes, or lower "
                         f"queue_size / shuffle_buffer so fewer shards are read at once "
@@ -364,38 +378,76 @@ class ShardCache:
         """Deletes unpinned files until need bytes are freed; returns the
         bytes freed.  With limit_next (prefetch), only shards whose next use
         comes after limit_next may go."""
-        candidates = []
+        candidates = {}
         with os.scandir(self.directory) as it:
             for entry in it:
                 name = entry.name
-                for suffix in (_PART, _SHARD):
+                for rank, suffix in enumerate(_COUNTED):
                     if name.endswith(suffix) and name[:-len(suffix)] != keep:
                         k = name[:-len(suffix)]
                         nxt = self._plan.get(k, float("inf"))
-                        # stale .part files first, then the furthest next use
-                        rank = (0 if suffix == _PART else 1, -nxt)
-                        candidates.append((rank, k, nxt))
-        candidates.sort()
+                        # unfinished work first, then the furthest next use
+                        order = (0 if suffix in (_PART, _PLAIN_PART) else 1, -nxt)
+                        candidates[k] = min(candidates.get(k, order), order)
         freed = 0
-        for _, k, nxt in candidates:
+        for k in sorted(candidates, key=candidates.get):
             if freed >= need:
                 break
+            nxt = self._plan.get(k, float("inf"))
             if limit_next is not None and nxt <= limit_next:
                 continue
             fd = os.open(self.path(k, _LOCK), os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 if not _try_lock(fd, fcntl.LOCK_EX):
                     continue  # pinned, or being downloaded
-                for path in (self.path(k, _PART), self.path(k)):
-                    try:
-                        size = os.stat(path).st_size
-                        os.unlink(path)
-                        freed += size
-                    except FileNotFoundError:
-                        pass
+                freed += self._remove(k)
             finally:
                 os.close(fd)
         return freed
+
+    def _remove(self, key: str) -> int:
+        """Deletes the shard's files (its lock held exclusively); returns
+        the bytes the limit counted of them."""
+        freed = 0
+        for suffix in _OF_A_SHARD:
+            try:
+                size = os.stat(self.path(key, suffix)).st_size
+                os.unlink(self.path(key, suffix))
+                freed += size if suffix in _COUNTED else 0
+            except FileNotFoundError:
+                pass
+        return freed
+
+    # ---- files made from a cached shard
+
+    def plain_copy(self, obj: RemoteObject) -> "PlainCopy":
+        """Where a file made from obj's cached shard goes (a compressed
+        tar's decompressed copy): see :class:`PlainCopy`.  The caller pins
+        the shard (:meth:`acquire`) while it makes or reads the copy."""
+        return PlainCopy(self, self.key(obj.url), obj.url)
+
+    def _grow(self, key: str, url: str, fd: int, size: int) -> int:
+        """Pre-allocates fd (a .plain-part) to at least size bytes, room
+        made first as for a download (waiting while others pin it); a
+        little more when it is free, so that a growing file asks seldom.
+        Returns the size allocated."""
+        current = os.fstat(fd).st_size
+
+        def allocate(room: int) -> int:
+            target = size + min(room, 4 << 20)
+            os.posix_fallocate(fd, 0, target)
+            return target
+
+        try:
+            return self._make_room(key, max(0, size - current), True,
+                                   f"the decompressed copy of this shard ({size} bytes so far)",
+                                   url, allocate)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise CacheDiskFullError(exc.errno, f"{url}: no room for {size} bytes on the "
+                                                    f"disk under the cache {self.directory} "
+                                                    f"({os.strerror(exc.errno)})") from exc
+            raise
 
     # ---- the plan: prefetch in the epoch's order
 
@@ -453,6 +505,27 @@ class ShardCache:
             pins, self._pins = self._pins, {}
         for pin in pins.values():
             self.release(pin)
+
+
+class PlainCopy:
+    """A file made from a cached shard, inside the cache's limit: ``path``
+    (complete), ``part`` (in the making; :meth:`reserve` grows its
+    allocation before bytes are written past it), ``note`` (a few words
+    kept about the copy) and ``lock`` (taken by its makers).  All of them
+    go when the shard is evicted or replaced by a new version."""
+
+    def __init__(self, cache: ShardCache, key: str, url: str):
+        self.cache, self.key, self.url = cache, key, url
+        self.path = cache.path(key, _PLAIN)
+        self.part = cache.path(key, _PLAIN_PART)
+        self.note = cache.path(key, _PLAIN_NOTE)
+        self.lock = cache.path(key, _PLAIN_LOCK)
+
+    def reserve(self, fd: int, size: int) -> int:
+        """Makes fd hold at least size bytes within the limit (evicting
+        other shards, waiting for pinned ones, or CacheLimitError); returns
+        the size now allocated."""
+        return self.cache._grow(self.key, self.url, fd, size)
 
 
 class _Prefetcher(threading.Thread):

@@ -273,10 +273,18 @@ class ShardedDataset:
         self.lengths = self._measure()
         self.total = int(self.lengths.sum())
         if self.total == 0:
-            raise ValueError("ShardedDataset: the shards hold no samples")
+            reasons = "".join(f"\n  {where}: {why}" for where, why in self.skipped)
+            raise ValueError("ShardedDataset: the shards hold no samples"
+                             + (f"; skipped:{reasons}" if reasons else ""))
         self._leases = _Leases(self.shards, self.max_open_shards)
         self.remaining = [(0, self.total)]  # positions of the epoch this run reads
         self._split_cache: Optional[RunSplit] = None
+        if len(self) == 0:  # every epoch would be empty: a loop would train on nothing
+            raise ValueError(
+                f"ShardedDataset: an epoch gives rank {self.rank} no batch: the shards hold "
+                f"{self.total} samples, {self.samples_per_rank} of them for each of the "
+                f"{self.world_size} rank(s) (uneven={self.uneven!r}), and drop_last="
+                f"{self.drop_last} with batch_size {self.batch_size}")
 
     @property
     def worker_count(self) -> int:

@@ -11,10 +11,12 @@ Labels = Union[Mapping[str, int], Callable[[str], int], None]
 __all__ = ["read_label_file", "labels_from_parent_dirs"]
 
 
-def name_label_lines(path: PathLike, integer: bool = True) -> Iterator[Tuple[str, int]]:
-    """(name, label) for each ``name label`` line of a text file; blank
-    lines and lines starting with '#' are skipped, names may hold spaces.
-    ``integer=False`` yields each label's text (a class name) instead."""
+def numbered_label_lines(path: PathLike, integer: bool = True
+                         ) -> Iterator[Tuple[int, str, Union[int, str]]]:
+    """(line number, name, label) for each ``name label`` line of a text
+    file; blank lines and lines starting with '#' are skipped, names may
+    hold spaces.  ``integer=False`` yields each label's text (a class name)
+    instead."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.strip()
@@ -24,12 +26,26 @@ def name_label_lines(path: PathLike, integer: bool = True) -> Iterator[Tuple[str
             if not name.strip() or (integer and not label.lstrip("-").isdigit()):
                 raise ValueError(f"{os.fspath(path)}:{lineno}: expected 'name label', "
                                  f"got {line!r}")
-            yield name.strip(), int(label) if integer else label
+            yield lineno, name.strip(), int(label) if integer else label
+
+
+def name_label_lines(path: PathLike, integer: bool = True) -> Iterator[Tuple[str, int]]:
+    """(name, label) for each line, as :func:`numbered_label_lines` reads them."""
+    for _, name, label in numbered_label_lines(path, integer):
+        yield name, label
 
 
 def read_label_file(path: PathLike) -> Dict[str, int]:
-    """A label map from a text file of ``name label`` lines."""
-    return dict(name_label_lines(path))
+    """A label map from a text file of ``name label`` lines.  A name may
+    repeat only with the same label (merged files disagreeing is an error,
+    not a silent choice)."""
+    labels: Dict[str, Tuple[int, int]] = {}  # name: (label, line number)
+    for lineno, name, label in numbered_label_lines(path):
+        if name in labels and labels[name][0] != label:
+            raise ValueError(f"{os.fspath(path)}:{lineno}: {name!r} has label {label} here "
+                             f"but {labels[name][0]} on line {labels[name][1]}")
+        labels.setdefault(name, (label, lineno))
+    return {name: label for name, (label, _) in labels.items()}
 
 
 def labels_from_parent_dirs(classes: Sequence[str]) -> Callable[[str], int]:

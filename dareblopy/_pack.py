@@ -235,6 +235,13 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
     folder = os.path.dirname(os.path.abspath(paths[0]))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"output folder '{folder}' does not exist; create it first")
+    # A manifest from an earlier pack to the same name would describe
+    # shards this pack replaces: it goes first, so a pack that fails part-way
+    # leaves no manifest at all (the new one is written last).
+    try:
+        os.unlink(manifest_path(out))
+    except FileNotFoundError:
+        pass
     bar = _progress(len(items), f"packing {len(items)} files into {len(groups)} {format} "
                                 f"shard(s)") if progress else None
 

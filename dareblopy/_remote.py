@@ -43,7 +43,9 @@ class RemoteAccessError(RemoteError, PermissionError):
 
 
 class ShardChangedError(RemoteError):
-    """The object changed on the server (size or ETag) during the run."""
+    """The shard changed during the run: on the server (size or ETag), or,
+    for a local archive shard, the file its samples were listed from was
+    replaced or rewritten."""
 
 
 def is_url(path: Any) -> bool:
@@ -200,32 +202,55 @@ class RemoteObject:
             self.stat()
         return self.size
 
-    def read_range(self, start: int, end: int) -> bytes:
-        """Bytes [start, end) of the object; a short answer (truncated
-        response, or a server ignoring Range) is retried, then an error."""
-        def get(fs, path):
-            data = fs.cat_file(path, start=start, end=end)
-            if len(data) != end - start:
-                raise EOFError(f"asked for bytes [{start}, {end}), got {len(data)} bytes")
+    def read_range(self, start: int, end: int, *, whole_ok: bool = False) -> bytes:
+        """Bytes [start, end) of the object.  A 206 carrying less than asked
+        (valid: its Content-Range says so, as some CDNs cap a range) is
+        continued where it stopped; an empty or truncated answer is retried,
+        then an error.  A server that ignores Range (a 200 with the whole
+        object) raises at once, or with ``whole_ok`` the whole object is
+        returned (``len(result) == size`` tells the caller)."""
+        def get(fs, path, at):
+            data = fs.cat_file(path, start=at, end=end)
+            if not data:
+                raise EOFError(f"asked for bytes [{at}, {end}), got none")
             return data
-        if end <= start:
-            return b""
-        return self._call(f"read of bytes [{start}, {end})", get)
+        parts, at = [], start
+        while at < end:
+            data = self._call(f"read of bytes [{at}, {end})", get, at)
+            if len(data) > end - at:
+                if len(data) == self.size:
+                    if whole_ok:
+                        return data
+                    raise RemoteError(self.url, f"the server ignores Range requests (asked for "
+                                                f"bytes [{at}, {end}), it sent all {len(data)} "
+                                                f"bytes): read this shard through a ShardCache "
+                                                f"(cache=...), which downloads it once")
+                raise RemoteError(self.url, f"asked for bytes [{at}, {end}), the server sent "
+                                            f"{len(data)} bytes")
+            parts.append(data)
+            at += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def download_into(self, fd: int, chunk_bytes: int = 8 << 20, on_chunk=None) -> None:
         """Writes the whole object into fd (pre-sized) chunk by chunk, each
         chunk a range read with its own retries (so a retry resumes where the
-        last chunk ended).  on_chunk(data) sees the chunks in order.  The
-        version is checked after the last chunk: a change since the object
-        was first seen (listing or stat) raises ShardChangedError."""
+        last chunk ended; a server that ignores Range sends it all at once).
+        on_chunk(data) sees the chunks in order.  The version is checked
+        after the last chunk: a change since the object was first seen
+        (listing or stat) raises ShardChangedError."""
         size = self.known_size()
-        for start in range(0, size, chunk_bytes):
-            data = self.read_range(start, min(size, start + chunk_bytes))
+        start = 0
+        while start < size:
+            stop = min(size, start + chunk_bytes)
+            data = self.read_range(start, stop, whole_ok=True)
+            if len(data) != stop - start:  # the whole object: keep what is not written yet
+                data, stop = memoryview(data)[start:], size
             view = memoryview(data)
             while view:
-                view = view[os.pwrite(fd, view, start + len(data) - len(view)):]
+                view = view[os.pwrite(fd, view, stop - len(view)):]
             if on_chunk is not None:
                 on_chunk(data)
+            start = stop
         self.stat()
 
     def upload_from(self, local_path: str) -> None:

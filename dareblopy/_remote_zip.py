@@ -28,7 +28,10 @@ from ._zip import Archive
 _EOCD = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"
 _ZIP64_EOCD = b"PK\x06\x06"
-_TAIL = 64 << 10  # the end record (22 bytes) plus the longest comment (65535)
+_ZIP64_RECORD = 56  # the zip64 end record without its extensible data
+# What one read of the tail must hold: the end record (22 bytes) with the
+# longest comment (65535), the zip64 locator (20) and the zip64 record.
+_TAIL = 22 + 0xFFFF + 20 + _ZIP64_RECORD
 
 
 def _directory_start(obj: RemoteObject, tail: bytes, size: int) -> int:
@@ -36,8 +39,8 @@ def _directory_start(obj: RemoteObject, tail: bytes, size: int) -> int:
     (the last len(tail) bytes of the object)."""
     at = tail.rfind(_EOCD)
     if at < 0 or len(tail) - at < 22:
-        raise RemoteError(obj.url, "not a zip archive (no end of central directory record "
-                                   "in the last 64 KiB)")
+        raise RemoteError(obj.url, f"not a zip archive (no end of central directory record "
+                                   f"in the last {len(tail)} bytes)")
     cd_size, cd_offset = struct.unpack_from("<II", tail, at + 12)
     if cd_offset != 0xFFFFFFFF and cd_size != 0xFFFFFFFF:
         return cd_offset
@@ -46,9 +49,10 @@ def _directory_start(obj: RemoteObject, tail: bytes, size: int) -> int:
         raise RemoteError(obj.url, "damaged zip64 archive (no zip64 locator)")
     (record_at,) = struct.unpack_from("<Q", tail, at - 12)
     tail_start = size - len(tail)
-    record = (tail[record_at - tail_start:record_at - tail_start + 56]
-              if record_at >= tail_start else obj.read_range(record_at, record_at + 56))
-    if record[:4] != _ZIP64_EOCD or len(record) < 56:
+    end = record_at + _ZIP64_RECORD
+    record = (tail[record_at - tail_start:end - tail_start]
+              if record_at >= tail_start else obj.read_range(record_at, min(end, size)))
+    if record[:4] != _ZIP64_EOCD or len(record) < _ZIP64_RECORD:
         raise RemoteError(obj.url, "damaged zip64 archive (no zip64 end record)")
     return struct.unpack_from("<Q", record, 48)[0]
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -170,6 +170,42 @@ class _Handle:
         self.__init__()
 
 
+class FileVersion:
+    """Which version of a local shard file its samples were listed from.
+    A shard reopened after eviction, or in a worker process, must read that
+    same file: a file replaced (a repack renames new shards over old ones)
+    or rewritten in place would have its entries read under the old
+    listing's names and numbers.  Picklable (it travels to workers)."""
+
+    def __init__(self):
+        self.identity: Optional[tuple] = None
+
+    @staticmethod
+    def of(path: str) -> tuple:
+        """A rename over the file changes the inode, a rewrite in place the
+        size or mtime."""
+        st = os.stat(path)
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+    def open(self, path: str, opener: Callable[[], Any], forget: Callable[[], None]):
+        """``opener()``, unless the file at ``path`` is no longer the one
+        first opened (ShardChangedError; on a first open that raced with a
+        change, ``forget()`` drops what the opener listed)."""
+        before = self.of(path)
+        listed = self.identity is not None
+        value = opener()
+        now = self.of(path)
+        if now != before or (listed and now != self.identity):
+            if not listed:
+                forget()
+            from ._remote import ShardChangedError
+            raise ShardChangedError(path, "the file changed since its samples were listed "
+                                          "(replaced or rewritten during the run); start a "
+                                          "new dataset to read the new file")
+        self.identity = now
+        return value
+
+
 # ---- directories -----------------------------------------------------------
 
 
@@ -246,13 +282,25 @@ class ArchiveShard(ShardReader):
         self.path = os.fspath(path)
         self.source = source  # a URL's RemoteSource: a cache, or range reads (_source.py)
         self._archive = _Handle()
+        self._version = FileVersion()
 
     def archive(self):
         """The open archive (opened in this process on first use)."""
-        return self._archive.get(self._open)
+        return self._archive.get(self._open_unchanged)
 
     def _open(self):
         raise NotImplementedError
+
+    def _forget_listing(self) -> None:
+        """Drops what ``_open`` learnt about the samples (names, members)."""
+        raise NotImplementedError
+
+    def _open_unchanged(self):
+        """``_open()`` of the same file version as the first open (remote
+        shards check their version in their source)."""
+        if self.source is not None:
+            return self._open()
+        return self._version.open(self.path, self._open, self._forget_listing)
 
     @property
     def sort_key(self) -> Optional[str]:
@@ -303,6 +351,9 @@ class ZipShard(ArchiveShard):
         if self._names is None:
             self._list(archive.namelist())
         return archive
+
+    def _forget_listing(self) -> None:
+        self._names = self._indices = None
 
     def _list(self, namelist: List[str]) -> None:
         pairs = [(i, n) for i, n in enumerate(namelist) if not n.endswith("/")]
@@ -404,6 +455,7 @@ class TFRecordShard(ShardReader):
         self._count: Optional[int] = None
         self.damage: Optional[BaseException] = None
         self._partial_index: Optional[np.ndarray] = None  # a damaged file's readable records
+        self._version = FileVersion()
 
     def _open(self):
         from ._tfrecord import RecordReader, load_index
@@ -422,7 +474,13 @@ class TFRecordShard(ShardReader):
         return reader, index, _parser(*self.features)
 
     def _handles(self):
-        return self._reader.get(self._open)
+        if self.source is not None:
+            return self._reader.get(self._open)
+        return self._reader.get(lambda: self._version.open(self.path, self._open,
+                                                           self._forget_listing))
+
+    def _forget_listing(self) -> None:
+        self._count = self._partial_index = self.damage = None
 
     def __len__(self) -> int:
         if self._count is None:

@@ -55,6 +55,12 @@ class RemoteSource:
         TFRecord offsets): beside the cache, outside its byte limit."""
         return self.cache.index_directory
 
+    def readable_tar(self):
+        """readable_tar() of the cached shard (a context): a compressed
+        tar's decompressed copy lives in the cache, inside its limit."""
+        from ._tar_decompress import readable_tar
+        return readable_tar(self.local_path(), place=self.cache.plain_copy(self.obj))
+
     def open_zip(self, **options):
         """The shard as an Archive: the cached file, or range reads."""
         from ._zip import open_zip_archive

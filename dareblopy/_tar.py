@@ -25,22 +25,25 @@ import numpy as np
 
 from ._batch import Outcomes, check_errors_mode
 from ._buffers import cells, encode_path, new_bytes
-from ._errors import (CorruptDataError, InvalidArgumentError, NotFoundError, check,
+from ._errors import (CorruptDataError, DbrError, InvalidArgumentError, NotFoundError, check,
                       error_from_code)
 from ._ffi import ffi, lib
 from ._archive import ArchiveBase, ArchiveFunctions
 from ._files import File, PathLike
 from ._shards import ArchiveShard, Sample
+from ._tar_decompress import readable_tar
 
 INDEX_SUFFIX = ".dbridx"
 
 _entry_size = lib.dbr_tar_entry_size
 
 
-def _options(mmap: bool, max_members: Optional[int], max_header_size: Optional[int]):
+def _options(mmap: bool, max_members: Optional[int], max_header_size: Optional[int],
+             keep_intact_prefix: bool = False):
     opts = ffi.new("dbr_tar_options *")
     lib.dbr_tar_options_init(opts)
     opts.use_pread = 0 if mmap else 1
+    opts.keep_intact_prefix = 1 if keep_intact_prefix else 0
     if max_members is not None:
         opts.max_members = max_members
     if max_header_size is not None:
@@ -67,7 +70,7 @@ def _open_cached(path: str, opts, cache_dir: Optional[str], use_cache: bool):
             return out[0]
     check(lib.dbr_tar_open(raw, opts, out))
     handle = out[0]
-    if locations:
+    if locations and lib.dbr_tar_damage(handle) == ffi.NULL:  # a damaged tar keeps no index
         _save_index(handle, locations)
     return handle
 
@@ -101,7 +104,19 @@ class TarArchive(ArchiveBase):
     reads from a mapping of the file (it must then not be truncated in
     place while open); ``mmap=False`` uses pread.  ``max_members`` and
     ``max_header_size`` (pax / long name records) bound what a hostile file
-    can make libdbr allocate."""
+    can make libdbr allocate.
+
+    A tar whose structure breaks part-way (cut off, or a damaged header)
+    raises CorruptDataError naming the file, the offset and the member
+    before the break.  ``keep_intact_prefix=True`` opens it with the members
+    before the break instead (as tarfile and webdataset read them), and
+    :attr:`damage` holds that error; a tar broken before its first member
+    raises either way.
+
+    A compressed tar (``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz``,
+    recognised by its content) is decompressed once into ``cache_dir``, else
+    into the per-user cache, and read from there (see
+    :mod:`dareblopy._tar_decompress`); :attr:`path` is then that copy."""
 
     _c = ArchiveFunctions(lib.dbr_tar_find, lib.dbr_tar_entry_size, lib.dbr_tar_count,
                           lib.dbr_tar_path, lib.dbr_tar_names, lib.dbr_tar_read)
@@ -109,11 +124,26 @@ class TarArchive(ArchiveBase):
 
     def __init__(self, path: PathLike, *, cache_index: bool = True,
                  cache_dir: Optional[str] = None, mmap: bool = True,
-                 max_members: Optional[int] = None, max_header_size: Optional[int] = None):
+                 max_members: Optional[int] = None, max_header_size: Optional[int] = None,
+                 keep_intact_prefix: bool = False):
         path = os.fsdecode(encode_path(path))
-        handle = _open_cached(path, _options(mmap, max_members, max_header_size), cache_dir,
-                              cache_index)
+        opts = _options(mmap, max_members, max_header_size, keep_intact_prefix)
+        with readable_tar(path, cache_dir) as (plain, cut):
+            if cut is not None and not keep_intact_prefix:
+                raise cut
+            try:
+                handle = _open_cached(plain, opts, cache_dir, cache_index and cut is None)
+            except DbrError as exc:
+                if cut is not None:  # nothing whole before the cut
+                    raise cut from exc
+                raise
         self._hold(ffi.gc(handle, lib.dbr_tar_close))
+        damage = lib.dbr_tar_damage(handle)
+        #: None, or the CorruptDataError that ended the member index
+        #: (only with keep_intact_prefix=True).
+        self.damage: Optional[CorruptDataError] = cut or (
+            None if damage == ffi.NULL else CorruptDataError(ffi.string(damage).decode(
+                "utf-8", "replace")))
 
     def entries(self) -> np.ndarray:
         """A structured array of every member: ``size``, ``offset`` (of the
@@ -291,7 +321,14 @@ class TarShard(ArchiveShard):
     shard truncated in place while open gives an error for what it lost
     instead of killing the process with SIGBUS; ``mmap=True`` serves reads,
     and the image pipeline's decodes, straight from a mapping of the
-    file."""
+    file.
+
+    A shard whose tar structure breaks part-way (a truncated download, say)
+    keeps the samples before the break, and :attr:`damage` says where it
+    broke; the dataset then raises or, in skip mode, skips the rest of the
+    shard with that one reason (as for TFRecord shards).  The last sample
+    before the break may have lost members; reading what it lacks fails for
+    that sample alone."""
 
     def __init__(self, path: PathLike, extensions: Optional[Sequence[str]] = None, *,
                  cache_dir: Optional[str] = None, mmap: bool = False, source=None):
@@ -304,14 +341,23 @@ class TarShard(ArchiveShard):
         self._labels: Optional[List[Union[int, None, Exception]]] = None
 
     def _open(self) -> TarArchive:
-        path, index_dir = ((self.path, self.cache_dir) if self.source is None else
-                           (self.source.local_path(), self.cache_dir or self.source.index_dir()))
-        archive = TarArchive(path, cache_dir=index_dir, mmap=self.mmap)
+        if self.source is None:
+            archive = TarArchive(self.path, cache_dir=self.cache_dir, mmap=self.mmap,
+                                 keep_intact_prefix=True)
+            self.damage = archive.damage
+        else:  # a compressed one is decompressed inside the cache's limit
+            with self.source.readable_tar() as (path, cut):
+                archive = TarArchive(path, cache_dir=self.cache_dir or self.source.index_dir(),
+                                     mmap=self.mmap, keep_intact_prefix=True)
+            self.damage = cut or archive.damage
         if self._samples is None:
             regular = (archive.entries()["is_dir"] == 0).tolist()
             self._samples = group_samples(archive.namelist(), regular,
                                           f"tar shard '{self.path}': ")
         return archive
+
+    def _forget_listing(self) -> None:
+        self._samples = self._images = self._labels = None
 
     def _table(self) -> List[Tuple[str, Dict[str, int]]]:
         if self._samples is None:
@@ -344,7 +390,11 @@ class TarShard(ArchiveShard):
                 if wanted is None or ext in wanted:
                     plan.append((slot, ext))
                     members.append(member)
-        raws = self.archive().read_indices(members, threads=threads, errors="return")
+        try:
+            archive = self.archive()
+        except OSError as exc:  # gone, changed, or a remote shard out of reach
+            return [exc] * len(indices)
+        raws = archive.read_indices(members, threads=threads, errors="return")
         out: List[Union[dict, Exception]] = [{"__key__": table[i][0]} for i in indices]
         for (slot, ext), raw in zip(plan, raws):
             if isinstance(out[slot], BaseException):
@@ -406,7 +456,10 @@ class TarShard(ArchiveShard):
         """Decodes each sample's ``jpg`` (or ``jpeg``) member straight into
         the batch (see :func:`decode_jpeg_members`): the array and each
         item's exception or None.  A sample without one fails alone."""
-        archive = self.archive()
+        try:
+            archive = self.archive()
+        except OSError as exc:  # gone, changed, or a remote shard out of reach
+            return None, [exc] * len(indices)
         images = self._image_members()
         members = [images[i] for i in indices]
         missing = len(archive)  # an index past the end: that item fails alone
@@ -427,7 +480,9 @@ def tar_shards(paths: Union[PathLike, Sequence[PathLike]],
     """One :class:`TarShard` per WebDataset tar file, in the order given.
     URLs and brace patterns as for :func:`dareblopy.zip_shards`; URLs need a
     ``cache`` (a tar has no directory to read by ranges, so counting a
-    shard's samples downloads it)."""
+    shard's samples downloads it).  Compressed shards are decompressed once
+    into ``cache_dir`` (else the per-user cache; see
+    :mod:`dareblopy._tar_decompress`)."""
     from ._source import resolve
     return [TarShard(p, extensions, cache_dir=cache_dir, mmap=mmap, source=s)
             for p, s in resolve(paths, cache, storage_options, manifest)]

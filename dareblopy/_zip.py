@@ -143,7 +143,16 @@ class Archive(ArchiveBase):
         of this archive describes (as zipfile takes one: it tells apart
         entries that share a name)."""
         if isinstance(name, ZipInfo):
-            return name.index, _entry_size(self._h(), name.index)
+            h = self._h()
+            entry = ffi.new("dbr_zip_entry *")
+            names = self._names if self._names is not None else self.namelist()
+            if (name.index >= len(names) or names[name.index] != name.filename
+                    or lib.dbr_zip_entries(h, name.index, 1, entry) != 0
+                    or entry.header_offset != name.header_offset):
+                raise NotFoundError(f"ZipInfo {name.filename!r} (header at offset "
+                                    f"{name.header_offset}) is not an entry of archive "
+                                    f"'{self.path}'")
+            return name.index, _entry_size(h, name.index)
         return super()._slot(name)
 
     # ---- reading

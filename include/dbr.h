@@ -135,7 +135,9 @@ typedef enum dbr_whence {
  * reading.  *out receives a handle to close with dbr_file_close.  A file
  * that reports a size of 0 but has content (/proc/self/status and other
  * procfs files) is read to its end at open (up to 64 MiB, else
- * DBR_E_LIMIT) and served from memory, so its size is what it holds. */
+ * DBR_E_LIMIT) and served from memory, so its size is what it holds.
+ * Only regular files are read: a FIFO, socket or device is
+ * DBR_E_UNSUPPORTED at once (a FIFO never blocks the open). */
 DBR_API int dbr_file_open(const char *path, dbr_file **out);
 
 /* Drops a reference (the opener's, or one taken by dbr_file_retain); the
@@ -526,7 +528,9 @@ DBR_API void dbr_zip_writer_free(dbr_zip_writer *writer);
  * directories.  Only regular files and directories are members; links,
  * devices and FIFOs are skipped; GNU sparse files are DBR_E_UNSUPPORTED.
  * The index ends at the first zero block (or the end of the file).  If two
- * members share a name, the later one wins for lookups.
+ * members share a name, the later one wins for lookups.  A compressed tar
+ * (gzip, bzip2, xz, zstd) cannot be read in place: DBR_E_UNSUPPORTED,
+ * saying so.
  *
  * Untrusted input: a header with a bad checksum, a member whose data runs
  * past the end of the file, a header cut off by the end of the file, a
@@ -554,7 +558,11 @@ typedef struct dbr_tar_options {
      * 1: read every member with pread (a file that shrinks gives
      * DBR_E_IO instead of SIGBUS). */
     int use_pread;
-    int reserved0;
+    /* 0 (default): a tar whose structure breaks part-way (cut off, or a
+     * damaged header after the first) fails to open; 1: it opens with the
+     * members before the break, and dbr_tar_damage says what broke.  A tar
+     * broken before its first member fails either way. */
+    int keep_intact_prefix;
     /* Most members indexed; more is DBR_E_LIMIT.  Default 16 Mi. */
     uint64_t max_members;
     /* Largest pax extended header or GNU long name record read (their
@@ -595,7 +603,9 @@ DBR_API int dbr_tar_open_indexed(const char *path, const dbr_tar_options *opts,
                                  dbr_tar **out);
 
 /* The member index as bytes to keep beside the shard: *out (free with
- * dbr_free) receives *out_len bytes. */
+ * dbr_free) receives *out_len bytes.  A damaged tar (dbr_tar_damage) has
+ * no index to keep: DBR_E_CORRUPT, so every open scans it again and
+ * reports the damage. */
 DBR_API int dbr_tar_save_index(const dbr_tar *tar, void **out,
                                size_t *out_len);
 
@@ -608,6 +618,11 @@ DBR_API void dbr_tar_retain(const dbr_tar *tar);
 
 /* The path the tar was opened with. */
 DBR_API const char *dbr_tar_path(const dbr_tar *tar);
+
+/* NULL for an intact tar; for one opened with keep_intact_prefix whose
+ * structure broke, the error that ended the index (naming the file, the
+ * offset and the member before).  Valid while the tar is open. */
+DBR_API const char *dbr_tar_damage(const dbr_tar *tar);
 
 /* Number of members (regular files and directories), in archive order. */
 DBR_API size_t dbr_tar_count(const dbr_tar *tar);

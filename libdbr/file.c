@@ -131,7 +131,16 @@ int dbr__file_from_open_fd(int fd, const char *path, dbr_file **out)
         rc = dbr__fail_errno(errno, "cannot stat", path);
     else if (S_ISDIR(st.st_mode))
         rc = dbr__fail(DBR_E_IS_DIR, "cannot open '%s': it is a directory", path);
-    else if (S_ISREG(st.st_mode) && st.st_size == 0)
+    else if (!S_ISREG(st.st_mode))
+        rc = dbr__fail(DBR_E_UNSUPPORTED, "cannot read '%s': it is %s, not a regular file",
+                       path, S_ISFIFO(st.st_mode)   ? "a FIFO"
+                             : S_ISSOCK(st.st_mode) ? "a socket"
+                             : S_ISCHR(st.st_mode)  ? "a character device"
+                             : S_ISBLK(st.st_mode)  ? "a block device"
+                                                    : "a special file");
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        rc = dbr__fail_errno(errno, "cannot read", path);
+    else if (st.st_size == 0)
         rc = slurp(fd, path, (int64_t)st.st_mtime, out);
     else if ((rc = dbr__file_from_fd(fd, 1, 0, (uint64_t)st.st_size, path,
                                      (int64_t)st.st_mtime, out)) == DBR_OK)
@@ -147,7 +156,9 @@ int dbr_file_open(const char *path, dbr_file **out)
         return dbr__fail(DBR_E_ARG, "dbr_file_open: path and out must not be NULL");
     *out = NULL;
     do {
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is
+         * refused once fstat shows what it is; regular files drop it). */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return dbr__fail_errno(errno, "cannot open", path);

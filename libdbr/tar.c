@@ -40,6 +40,7 @@ struct dbr_tar {
     void *map;
     size_t map_len;
     char *path;
+    char *damage;      /* what ended a kept prefix (keep_intact_prefix)    */
     dbr_tar_options opts;
     tmember *members;
     size_t count, cap;
@@ -324,6 +325,28 @@ static size_t header_name(const unsigned char *h, char type, char *dst)
     return len + n;
 }
 
+/* The compression whose magic number starts block h (a .tar.gz, .tar.bz2,
+ * .tar.xz or .tar.zst shard), or NULL. */
+static const char *compression_of(const unsigned char *h)
+{
+    if (h[0] == 0x1f && h[1] == 0x8b)
+        return "gzip";
+    if (memcmp(h, "BZh", 3) == 0)
+        return "bzip2";
+    if (memcmp(h, "\xfd" "7zXZ", 5) == 0)
+        return "xz";
+    if (memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0)
+        return "zstd";
+    return NULL;
+}
+
+static int refuse_compressed(const dbr_tar *t, const char *kind)
+{
+    return dbr__fail(DBR_E_UNSUPPORTED, "tar '%s' is %s-compressed: members are read in "
+                     "place, so it needs decompressing first (dareblopy's Python TarArchive "
+                     "and tar_shards do that into a cache)", t->path, kind);
+}
+
 static int scan(dbr_tar *t)
 {
     if (t->size == 0)
@@ -334,13 +357,20 @@ static int scan(dbr_tar *t)
     memset(&p, 0, sizeof p);
     const char *last = NULL; /* the member before, for errors without a name */
     int rc = DBR_OK;
-    uint64_t off = 0;
+    uint64_t off = 0, header_at = 0;
     while (rc == DBR_OK && off < t->size) {
+        header_at = off;
         if (t->size - off < BLOCK) {
-            rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': header at offset %llu is cut off after "
-                           "%llu bytes (truncated file; the member before is '%s')", t->path,
-                           (unsigned long long)off, (unsigned long long)(t->size - off),
-                           last ? last : "(none)");
+            size_t got = 0; /* a compressed tar this small is named too */
+            memset(h, 0, sizeof h);
+            if (off == 0 && dbr_file_pread(t->src, h, (size_t)t->size, 0, &got) == DBR_OK &&
+                compression_of(h) != NULL)
+                rc = refuse_compressed(t, compression_of(h));
+            else
+                rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': header at offset %llu is cut off "
+                               "after %llu bytes (truncated file; the member before is '%s')",
+                               t->path, (unsigned long long)off,
+                               (unsigned long long)(t->size - off), last ? last : "(none)");
             break;
         }
         if ((rc = read_at(t, h, BLOCK, off, "header")) != DBR_OK)
@@ -351,6 +381,11 @@ static int scan(dbr_tar *t)
         size_t hlen = header_name(h, type, hname);
         hname[hlen] = '\0';
         const char *name = p.name ? p.name : hname;
+        const char *packed = off == 0 ? compression_of(h) : NULL;
+        if (!checksum_ok(h) && packed) {
+            rc = refuse_compressed(t, packed);
+            break;
+        }
         if (!checksum_ok(h)) {
             rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': bad header checksum at offset %llu "
                            "(member '%s'; the member before is '%s'): not a tar file, or "
@@ -439,11 +474,24 @@ static int scan(dbr_tar *t)
         pending_clear(&p);
         off = next;
     }
+    /* As tarfile: the padding after the last data must be there too (the
+     * member itself is kept with keep_intact_prefix, its data being whole). */
+    if (rc == DBR_OK && off > t->size)
+        rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': the file ends inside the padding after the "
+                       "data of the header at offset %llu (member '%s'): truncated file",
+                       t->path, (unsigned long long)header_at, last ? last : "(none)");
     if (rc == DBR_OK && p.active && (p.name || p.has_size))
         rc = dbr__fail(DBR_E_CORRUPT, "tar '%s': a pax or long name record at offset %llu "
                        "is not followed by its member (truncated?)", t->path,
                        (unsigned long long)p.first_hdr);
     pending_clear(&p);
+    /* Damage after intact members: keep them (tarfile and webdataset read
+     * them too), and keep the reason for the caller. */
+    if (rc == DBR_E_CORRUPT && t->opts.keep_intact_prefix && t->count > 0) {
+        t->damage = dbr__strdup(dbr_last_error());
+        rc = t->damage ? DBR_OK : dbr__fail(DBR_E_NOMEM, "out of memory opening '%s'",
+                                            t->path);
+    }
     return rc;
 }
 
@@ -499,6 +547,9 @@ int dbr_tar_save_index(const dbr_tar *tar, void **out, size_t *out_len)
 {
     if (!tar || !out || !out_len)
         return dbr__fail(DBR_E_ARG, "dbr_tar_save_index: NULL argument");
+    if (tar->damage)
+        return dbr__fail(DBR_E_CORRUPT, "tar '%s' is damaged, so its index is not kept: %s",
+                         tar->path, tar->damage);
     size_t n = INDEX_HEAD + tar->count * INDEX_ROW + tar->names_len + 8;
     unsigned char *b = malloc(n);
     if (!b)
@@ -594,6 +645,7 @@ static void tar_free(dbr_tar *t)
         munmap(t->map, t->map_len);
     dbr_file_close(t->src);
     free(t->path);
+    free(t->damage);
     free(t->members);
     free(t->names);
     free(t->table);
@@ -665,6 +717,7 @@ void dbr_tar_close(dbr_tar *tar)
 /* ---- queries ---- */
 
 const char *dbr_tar_path(const dbr_tar *tar) { return tar ? tar->path : ""; }
+const char *dbr_tar_damage(const dbr_tar *tar) { return tar ? tar->damage : NULL; }
 size_t dbr_tar_count(const dbr_tar *tar) { return tar ? tar->count : 0; }
 
 uint64_t dbr_tar_entry_size(const dbr_tar *tar, size_t index)
@@ -770,9 +823,11 @@ int dbr_tar_read(const dbr_tar *tar, size_t index, void *dst, size_t cap, size_t
         return DBR_OK;
     }
     rc = read_at(tar, dst, *out_len, m->data, "member data");
-    if (rc != DBR_OK)
-        return dbr__fail(rc, "tar '%s' member '%s': %s", tar->path, member_name(tar, m),
-                         dbr_last_error());
+    if (rc != DBR_OK) {
+        char cause[512]; /* copied out: the new message is written where it lives */
+        dbr__copy_last_error(cause, sizeof cause);
+        return dbr__fail(rc, "tar '%s' member '%s': %s", tar->path, member_name(tar, m), cause);
+    }
     return DBR_OK;
 }
 

@@ -60,11 +60,24 @@ int dbr__tfrecord_check_header(const unsigned char *h, const char *path, uint64_
                                uint64_t *out_len)
 {
     uint64_t len = le64(h);
-    if (dbr_crc32c_mask(dbr_crc32c(0, h, 8)) != le32(h + 8))
+    if (dbr_crc32c_mask(dbr_crc32c(0, h, 8)) != le32(h + 8)) {
+        /* A compressed file read as plain fails here, at its first header:
+         * name the compression its first bytes announce (gzip's magic; a
+         * zlib header is CMF 0x78 with CMF*256+FLG a multiple of 31). */
+        const char *packed = offset != 0 ? NULL
+                             : h[0] == 0x1f && h[1] == 0x8b ? "GZIP"
+                             : h[0] == 0x78 && (h[0] * 256 + h[1]) % 31 == 0 ? "ZLIB"
+                                                                              : NULL;
+        if (packed)
+            return dbr__fail(DBR_E_CORRUPT,
+                             "TFRecord '%s' is %s-compressed: read it with that compression "
+                             "(a TFRecord shard must be uncompressed: decompress it first)",
+                             path, packed);
         return dbr__fail(DBR_E_CORRUPT,
                          "TFRecord '%s': the length of the record at offset %llu fails its "
                          "CRC-32C (corrupt, or not a TFRecord file, or compressed: pass the "
                          "right compression)", path, (unsigned long long)offset);
+    }
     *out_len = len;
     return DBR_OK;
 }

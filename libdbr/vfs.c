@@ -267,7 +267,7 @@ static int dir_error(const dir_mount *d, int err, const char *what, const char *
 static int dir_open(void *impl, const char *path, dbr_file **out)
 {
     dir_mount *d = impl;
-    int fd = dir_openat(d, path, O_RDONLY);
+    int fd = dir_openat(d, path, O_RDONLY | O_NONBLOCK); /* see dbr_file_open */
     if (fd < 0)
         return dir_error(d, errno, "open", path);
     char *full = dir_join(d, path);

@@ -63,6 +63,34 @@ static int emit(dbr_zip_writer *w, const void *data, size_t n)
     return DBR_OK;
 }
 
+/* True for a name that is valid UTF-8 and not plain ASCII: only such a
+ * name may carry the UTF-8 flag (other bytes, such as a Latin-1 file name,
+ * go unflagged; readers that trust the flag refuse a false one). */
+static int needs_utf8_flag(const char *name, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)name;
+    int ascii = 1;
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                   : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (len == 0 || n - i < len)
+            return 0;
+        /* the second byte's range rules out overlong forms, surrogates
+         * and code points past U+10FFFF */
+        unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+        for (size_t k = 1; k < len; k++) {
+            unsigned b = s[i + k];
+            if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF))
+                return 0;
+        }
+        ascii &= len == 1;
+        i += len;
+    }
+    return !ascii;
+}
+
 /* Creates path + ".tmpXXXXXX" (the X's made unique) beside the target, so
  * the final rename stays on one file system.  open(O_EXCL, 0666) rather
  * than mkstemp: the kernel applies the umask as for any file a tool
@@ -278,10 +306,7 @@ int dbr_zip_writer_add(dbr_zip_writer *w, const char *name, const void *data, si
     uint32_t crc = dbr__crc32(0, data, len);
     uint16_t date, time;
     unix_to_dos(mtime, &date, &time);
-    int utf8 = 0;
-    for (size_t i = 0; i < nlen && !utf8; i++)
-        utf8 = (unsigned char)name[i] >= 0x80;
-    unsigned flags = utf8 ? DBR_ZIP_FLAG_UTF8 : 0;
+    unsigned flags = needs_utf8_flag(name, nlen) ? DBR_ZIP_FLAG_UTF8 : 0;
     int big = len >= U32_MAX || csize >= U32_MAX;   /* sizes go to ZIP64 */
     int far = w->offset >= U32_MAX;                 /* so does the offset */
     unsigned version = big || far ? 45 : 20;

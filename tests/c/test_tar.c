@@ -212,6 +212,47 @@ int main(void)
     tb.b[1024 + 20] ^= 1;
     save(&tb, tb.len - 1024); /* no end-of-archive blocks: fine, as in tarfile */
     CHECK_RC(open_rc(), DBR_OK);
+    /* Cut inside the last member's padding: its data is whole, but the
+     * file is truncated (a download cut short); tarfile refuses it too
+     * ("unexpected end of data") rather than quietly losing what followed. */
+    tarbuf padcut = {0};
+    member(&padcut, "first.jpg", "abc", 3, 1);
+    member(&padcut, "last.jpg", "xyz", 3, 1);
+    save(&padcut, padcut.len - 100);
+    CHECK_RC(open_rc(), DBR_E_CORRUPT);
+    CHECK(last_error_has("truncated", "last.jpg"));
+    dbr_tar_options keep;
+    dbr_tar_options_init(&keep);
+    keep.keep_intact_prefix = 1; /* both members' data are whole: both kept */
+    CHECK_RC(dbr_tar_open(path, &keep, &t2), DBR_OK);
+    CHECK(dbr_tar_count(t2) == 2 && strstr(dbr_tar_damage(t2), "truncated"));
+    read_is(t2, "last.jpg", "xyz");
+    dbr_tar_close(t2);
+    free(padcut.b);
+
+    /* A compressed tar (.tar.gz and friends) is named as such, not
+     * reported as a truncated or damaged tar. */
+    static const struct { const char *magic; size_t n; const char *kind; } packed[] = {
+        {"\x1f\x8b\x08\x00", 4, "gzip"}, {"BZh9", 4, "bzip2"},
+        {"\xfd" "7zXZ\x00", 6, "xz"}, {"\x28\xb5\x2f\xfd", 4, "zstd"}};
+    for (size_t k = 0; k < sizeof packed / sizeof packed[0]; k++) {
+        for (size_t len = 60; len <= 4000; len += 3940) { /* shorter and longer than a block */
+            tarbuf z = {0};
+            put(&z, packed[k].magic, packed[k].n);
+            while (z.len < len)
+                put(&z, "\x91", 1);
+            save(&z, z.len);
+            CHECK_RC(open_rc(), DBR_E_UNSUPPORTED);
+            CHECK(last_error_has(packed[k].kind, "compressed"));
+            free(z.b);
+        }
+    }
+    tarbuf bzname = {0}; /* a member whose name starts like a bzip2 stream is fine */
+    member(&bzname, "BZh91.txt", "x", 1, 1);
+    finish(&bzname);
+    save(&bzname, bzname.len);
+    CHECK_RC(open_rc(), DBR_OK);
+    free(bzname.b);
 
     tarbuf none = {0}; /* only a link and the end blocks: no members at all */
     header(&none, "link", NULL, '2', 0, 1);
@@ -278,6 +319,53 @@ int main(void)
     save(&px, px.len);
     CHECK_RC(open_rc(), DBR_E_CORRUPT);
     CHECK(last_error_has("pax", path));
+
+    /* Cut off in its third member: refused by default; with
+     * keep_intact_prefix, the two members before the break, the reason,
+     * and no index to keep.  Cut off in its first member: refused both
+     * ways. */
+    tarbuf cut = {0};
+    member(&cut, "0.jpg", "zero", 4, 1);
+    member(&cut, "0.cls", "0", 1, 1);
+    char body[2000];
+    memset(body, 'b', sizeof body);
+    member(&cut, "1.jpg", body, sizeof body, 1);
+    save(&cut, cut.len - 700);
+    CHECK_RC(open_rc(), DBR_E_CORRUPT);
+    dbr_tar_options_init(&opts);
+    opts.keep_intact_prefix = 1;
+    CHECK_RC(dbr_tar_open(path, &opts, &t2), DBR_OK);
+    CHECK(dbr_tar_count(t2) == 2 && dbr_tar_damage(t2) != NULL);
+    CHECK(strstr(dbr_tar_damage(t2), "1.jpg") && strstr(dbr_tar_damage(t2), path));
+    read_is(t2, "0.cls", "0");
+    CHECK_RC(dbr_tar_save_index(t2, &blob, &blob_len), DBR_E_CORRUPT);
+    dbr_tar_close(t2);
+    save(&cut, 512 + 2); /* inside the first member's data */
+    CHECK_RC(dbr_tar_open(path, &opts, &t2), DBR_E_CORRUPT);
+    CHECK(t2 == NULL);
+    save(&tb, tb.len);
+    CHECK_RC(dbr_tar_open(path, &opts, &t2), DBR_OK); /* intact: no damage */
+    CHECK(dbr_tar_damage(t2) == NULL && dbr_tar_count(t2) > 2);
+    dbr_tar_close(t2);
+    free(cut.b);
+
+    /* Read with pread from a file truncated while open: the error keeps
+     * its cause (it used to be formatted over itself, losing it). */
+    tarbuf shrink = {0};
+    member(&shrink, "a.bin", body, sizeof body, 1);
+    member(&shrink, "b.bin", body, sizeof body, 1);
+    finish(&shrink);
+    save(&shrink, shrink.len);
+    dbr_tar_options_init(&opts);
+    opts.use_pread = 1;
+    CHECK_RC(dbr_tar_open(path, &opts, &t2), DBR_OK);
+    CHECK(truncate(path, 3000) == 0);
+    size_t idx_b = 9, got_b = 0;
+    CHECK_RC(dbr_tar_find(t2, "b.bin", &idx_b), DBR_OK);
+    CHECK_RC(dbr_tar_read(t2, idx_b, body, sizeof body, &got_b), DBR_E_IO);
+    CHECK(last_error_has("member 'b.bin'", "shrank while open: member data at offset 3072"));
+    dbr_tar_close(t2);
+    free(shrink.b);
 
     CHECK_RC(dbr_tar_open(NULL, NULL, &t2), DBR_E_ARG);
     snprintf(path, sizeof path, "%s/missing.tar", dir);

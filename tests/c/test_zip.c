@@ -112,6 +112,30 @@ int main(void)
     dbr_zip_writer_free(w);
     CHECK(access(gone, F_OK) != 0);
 
+    /* The UTF-8 flag only on names that are UTF-8 (and not ASCII). */
+    static const struct { const char *name; int flagged; } utf[] = {
+        {"ascii.txt", 0}, {"caf\xc3\xa9", 1}, {"\xf0\x9f\x90\x88", 1},
+        {"caf\xe9", 0},                                 /* Latin-1 */
+        {"\xc0\xaf", 0}, {"\xe0\x80\xaf", 0},          /* overlong '/' */
+        {"\xed\xa0\x80", 0}, {"\xf4\x90\x80\x80", 0}, /* surrogate, past U+10FFFF */
+        {"\xc3", 0}};                                   /* cut short */
+    enum { NUTF = sizeof utf / sizeof utf[0] };
+    char named[160];
+    snprintf(named, sizeof named, "%s/names.zip", dir);
+    CHECK_RC(dbr_zip_writer_open(named, &w), DBR_OK);
+    for (size_t k = 0; k < NUTF; k++)
+        CHECK_RC(dbr_zip_writer_add(w, utf[k].name, "x", 1, DBR_ZIP_STORED, 0, 0), DBR_OK);
+    CHECK_RC(dbr_zip_writer_finish(w), DBR_OK);
+    dbr_zip_writer_free(w);
+    dbr_zip *zn = NULL;
+    CHECK_RC(dbr_zip_open(named, NULL, &zn), DBR_OK);
+    dbr_zip_entry ue[NUTF];
+    CHECK_RC(dbr_zip_entries(zn, 0, NUTF, ue), DBR_OK);
+    for (size_t k = 0; k < NUTF; k++)
+        CHECK(!!(ue[k].flags & DBR_ZIP_FLAG_UTF8) == utf[k].flagged);
+    dbr_zip_close(zn);
+    unlink(named);
+
     /* Read back. */
     dbr_zip *z = NULL;
     CHECK_RC(dbr_zip_open(path, NULL, &z), DBR_OK);

@@ -30,8 +30,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dbr_tar_options_init(&opts);
     opts.max_header_size = 1 << 16;
     opts.max_members = 1 << 12;
+    /* Opened twice: refusing damage, and keeping the intact prefix; the
+     * second must agree with the first wherever the first succeeds. */
     dbr_tar *tar = NULL;
-    if (dbr_tar_open(path, &opts, &tar) != DBR_OK) {
+    int strict_rc = dbr_tar_open(path, &opts, &tar);
+    size_t strict_count = dbr_tar_count(tar);
+    dbr_tar_close(tar);
+    tar = NULL;
+    opts.keep_intact_prefix = 1;
+    int rc = dbr_tar_open(path, &opts, &tar);
+    if (strict_rc == DBR_OK && (rc != DBR_OK || dbr_tar_count(tar) != strict_count ||
+                                dbr_tar_damage(tar)))
+        abort(); /* an intact tar reads the same both ways */
+    if (strict_rc != DBR_OK && strict_rc != DBR_E_CORRUPT && rc != strict_rc)
+        abort(); /* only damage is kept, never a limit or an I/O error */
+    if (strict_rc == DBR_E_CORRUPT && rc == DBR_OK && (!dbr_tar_damage(tar) || !dbr_tar_count(tar)))
+        abort(); /* a kept prefix has members and a reason */
+    if (rc != DBR_OK) {
         unlink(path);
         return 0;
     }
@@ -46,13 +61,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort(); /* every member lies inside the file */
         if (dbr_tar_find(tar, e.name, &index) != DBR_OK || index < i)
             abort(); /* found at itself or a later duplicate */
-        int rc = dbr_tar_read(tar, i, buf, sizeof buf, &got);
+        rc = dbr_tar_read(tar, i, buf, sizeof buf, &got);
         if (rc == DBR_OK && (got != e.size || memcmp(buf, data + e.offset, got) != 0))
             abort();
     }
     void *index = NULL;
     size_t index_len = 0;
-    if (dbr_tar_save_index(tar, &index, &index_len) == DBR_OK) {
+    rc = dbr_tar_save_index(tar, &index, &index_len);
+    if ((rc == DBR_OK) == (dbr_tar_damage(tar) != NULL))
+        abort(); /* an index is kept exactly for intact tars */
+    if (rc == DBR_OK) {
         dbr_tar *again = NULL;
         if (dbr_tar_open_indexed(path, &opts, index, index_len, &again) != DBR_OK ||
             dbr_tar_count(again) != count)

@@ -10,6 +10,7 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 from typing import Dict, List, Optional
 
 
@@ -60,7 +61,10 @@ class RangeHTTPServer:
     GETs send fewer bytes than announced, then drop the connection;
     ``die_after`` (int): after sending that many body bytes in total the
     server shuts down for good; ``rate`` (bytes/s): throttle bodies;
-    ``token``: require ``Authorization: Bearer <token>``.  ``log`` records
+    ``token``: require ``Authorization: Bearer <token>``; ``ignore_range``:
+    answer every GET with 200 and the whole body, as some servers do;
+    ``max_range`` (int): answer a Range with at most that many bytes (a
+    valid 206 whose Content-Range says how many, as some CDNs do).  ``log`` records
     (path, first byte, bytes sent) of each GET; reading it waits until every
     request in progress has logged (a client may see its last bytes before
     the server thread records them)."""
@@ -71,6 +75,8 @@ class RangeHTTPServer:
         self.die_after: Optional[int] = None
         self.rate: Optional[float] = None
         self.token: Optional[str] = None
+        self.ignore_range = False
+        self.max_range: Optional[int] = None
         self._log: List[tuple] = []
         self._busy = 0  # requests being served
         self._idle = threading.Condition()
@@ -99,18 +105,20 @@ class RangeHTTPServer:
             def _serve(self, body: bool):
                 if owner.token and self.headers.get("Authorization") != f"Bearer {owner.token}":
                     return self._status(403)
-                path = os.path.join(owner.root, self.path.lstrip("/").split("?")[0])
+                path = os.path.join(owner.root, urllib.parse.unquote(self.path.lstrip("/").split("?")[0]))
                 if not os.path.isfile(path):
                     return self._status(404)
                 st = os.stat(path)
                 size, start, end = st.st_size, 0, st.st_size
                 m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
-                if m:
+                if m and not owner.ignore_range:
                     if m.group(1):
                         start = int(m.group(1))
                         end = min(size, int(m.group(2)) + 1) if m.group(2) else size
                     else:
                         start = max(0, size - int(m.group(2)))
+                    if owner.max_range is not None:
+                        end = min(end, start + owner.max_range)
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
                 else:

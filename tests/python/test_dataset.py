@@ -208,6 +208,15 @@ def test_labels_from_map_file_and_parent_dirs(tree, tmp_path):
     bad.write_text("no-label-here\n")
     with pytest.raises(ValueError, match="bad.txt:1"):
         db.read_label_file(bad)
+    # A name listed twice (merged label files) keeps one label only when
+    # both lines agree; otherwise which one won was silent.
+    twice = tmp_path / "twice.txt"
+    twice.write_text("cat/1.jpg 0\ndog/2.jpg 1\ncat/1.jpg 0\n")
+    assert db.read_label_file(twice) == {"cat/1.jpg": 0, "dog/2.jpg": 1}
+    twice.write_text("cat/1.jpg 0\ndog/2.jpg 1\ncat/1.jpg 1\n")
+    with pytest.raises(ValueError, match=r"twice.txt:3: 'cat/1.jpg' has label 1 here .* 0 "
+                                         r"on line 1"):
+        db.read_label_file(twice)
 
 
 def test_batch_transform_gets_the_batch_and_a_stable_seed(tree):
@@ -590,3 +599,81 @@ def test_truncating_a_zip_shard_in_place_while_reading_is_survivable(tmp_path):
     assert int(delivered) + int(skipped) == 64
     assert 8 <= int(delivered) <= 40 and int(skipped) >= 24  # about half the data is gone
     assert "cut.zip" in reason
+
+
+def test_no_samples_left_after_skipping_says_why(tmp_path):
+    # In skip mode a shard that cannot be opened is left out; when that
+    # leaves nothing, the error must carry the reasons, not just "no samples".
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"this is not a zip archive at all")
+    empty = tmp_path / "empty.zip"
+    import zipfile
+    zipfile.ZipFile(empty, "w").close()
+    with pytest.raises(ValueError) as err:
+        db.ShardedDataset(db.zip_shards([bad, empty]), 4, on_error="skip")
+    assert "bad.zip" in str(err.value) and "not a ZIP archive" in str(err.value)
+    with pytest.raises(ValueError, match="hold no samples"):
+        db.ShardedDataset(db.zip_shards([empty]), 4)
+
+
+def _replace_archive(path, kind, entries):
+    """Writes an archive of (name, bytes) beside path, renames it over path."""
+    import io
+    import tarfile
+    import zipfile
+    tmp = str(path) + ".new"
+    if kind == "tfrecord":
+        with db.TFRecordWriter(tmp) as w:
+            for name, data in entries:
+                w.write(db.serialize_example({"path": name, "data": data}))
+    elif kind == "zip":
+        with zipfile.ZipFile(tmp, "w") as z:
+            for name, data in entries:
+                z.writestr(name, data)
+    else:
+        with tarfile.open(tmp, "w") as t:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar", "tfrecord"])
+def test_shard_replaced_during_the_run_is_refused_not_misread(tmp_path, kind):
+    # A shard reopened (after eviction, or in a worker) once its file was
+    # replaced - a repack renames new shards over old ones - used to pair the
+    # old listing's names with the new file's bytes: silently wrong labels.
+    first, second = tmp_path / f"a.{kind}", tmp_path / f"b.{kind}"
+    _replace_archive(first, kind, [("cat1.jpg", b"cat1"), ("cat2.jpg", b"cat2")])
+    _replace_archive(second, kind, [("dog1.jpg", b"dog1")])
+    make = {"zip": db.zip_shards, "tar": db.tar_shards, "tfrecord": db.tfrecord_shards}[kind]
+
+    def run(on_error):
+        ds = db.ShardedDataset(make([first, second]), 8, rank=0, world_size=1, shuffle=False,
+                               max_open_shards=1, on_error=on_error)
+        return ds, [b for b in ds]
+
+    ds, batches = run("raise")
+    _replace_archive(first, kind, [("eel1.jpg", b"EEL1")])  # (a TFRecord index: 1 record)
+    with pytest.raises(db.ShardChangedError, match=rf"a\.{kind}.*changed"):
+        list(ds)
+    ds.shards[0].close()
+    ds.on_error = "skip"
+    (batch,) = list(ds)
+    assert len(batch["skipped"]) == 2 and all("changed" in why for _, why in ds.skipped)
+    assert [len(b["skipped"]) for b in run("skip")[1]] == [0]  # a new dataset lists anew
+
+
+def test_a_dataset_that_yields_no_batch_is_refused(tree):
+    # drop_last with a batch larger than a rank's share of the data, or
+    # uneven="drop" with more ranks than samples, made every epoch empty: a
+    # training loop then ran on nothing without a word.
+    shards = db.directory_shards(tree, files_per_shard=4)
+    total = sum(len(s) for s in shards)
+    with pytest.raises(ValueError, match=rf"no batch.*{total} samples.*batch_size {total + 1}"):
+        db.ShardedDataset(shards, total + 1, rank=0, world_size=1, drop_last=True)
+    with pytest.raises(ValueError, match="no batch"):
+        db.ShardedDataset(shards, 1, rank=0, world_size=total + 1, uneven="drop")
+    (batch,) = list(db.ShardedDataset(shards, total + 1, rank=0, world_size=1))
+    assert len(batch["keys"]) == total  # without drop_last: one short batch

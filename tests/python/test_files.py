@@ -290,3 +290,27 @@ def test_read_files_batches_os_and_vfs_paths(tree):
         fs.read_many(["../secret.txt"])
     with pytest.raises(ValueError, match="errors must be"):
         db.read_files(paths, errors="ignore")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_in_a_data_folder_fails_alone_instead_of_hanging(tmp_path):
+    # directory_shards lists every name os.walk finds, FIFOs included; opening
+    # one without a writer used to block the loader forever.
+    (tmp_path / "a.bin").write_bytes(b"data")
+    os.mkfifo(tmp_path / "pipe.bin")
+    shards = db.directory_shards(tmp_path)
+    got = {}
+    worker = threading.Thread(target=lambda: got.update(batches=list(db.ShardedDataset(
+        shards, 4, rank=0, world_size=1, on_error="skip"))), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "reading a FIFO blocked"
+    (batch,) = got["batches"]
+    assert batch["keys"] == ["a.bin"] and batch["data"] == [b"data"]
+    assert batch["skipped"] == ["pipe.bin"]
+    with pytest.raises(db.UnsupportedError, match=r"pipe\.bin.*it is a FIFO"):
+        db.read_files([tmp_path / "pipe.bin"])
+    fs = db.FileSystem()
+    fs.push_search_path(tmp_path)
+    with pytest.raises(db.UnsupportedError, match="not a regular file"):
+        fs.open_as_bytes("pipe.bin")

@@ -161,6 +161,22 @@ def test_failed_pack_leaves_no_valid_looking_files(tmp_path, imagefolder):
     assert [f for f in os.listdir(out_dir) if not f.endswith(".zip")] == []
 
 
+def test_failed_repack_does_not_leave_the_old_manifest_beside_new_shards(tmp_path,
+                                                                          imagefolder):
+    # Packing again over an earlier pack: if the new pack fails after some
+    # shards were replaced, the old manifest (labels, hashes) must not stay
+    # to describe shards it no longer matches.
+    src, _ = imagefolder
+    items, classes = _pack.imagefolder_items(str(src))
+    out = str(tmp_path / "t.zip")
+    _pack.pack(items, out, shards=2, classes=classes, progress=False)
+    assert os.path.exists(_pack.manifest_path(out))
+    broken = items[:3] + [_pack.Item(str(tmp_path / "vanished.jpg"), "cat/vanished.jpg", 0)]
+    with pytest.raises(FileNotFoundError):
+        _pack.pack(broken, out, shards=2, classes=classes, progress=False, workers=1)
+    assert not os.path.exists(_pack.manifest_path(out))
+
+
 def test_cli_pack_imagefolder_and_index(tmp_path, imagefolder):
     src, files = imagefolder
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -520,3 +520,133 @@ def test_tar_and_tfrecord_shards_at_urls_through_the_cache(http, tmp_path):
     cache.stop()
     with pytest.raises(ValueError, match="needs a cache"):
         db.ShardedDataset(db.tfrecord_shards(f"{http.url}/r0.tfrecord"), 4)
+
+
+# ---- hostile archives and servers (what real object stores and CDNs do)
+
+def _zip_with(entries, comment=b""):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries:
+            z.writestr(name, data)
+        z.comment = comment
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("entries", [5, 65540], ids=["zip", "zip64"])
+def test_zip_with_the_longest_comment_reads_by_ranges(http, entries):
+    """A comment of up to 65535 bytes follows the end record (and, in
+    zip64, the locator and zip64 record precede it): zipfile reads these."""
+    blob = _zip_with([(f"{j}", os.urandom(j % 7)) for j in range(entries)], b"c" * 65535)
+    (http.root_path / "long-comment.zip").write_bytes(blob)
+    ref = zipfile.ZipFile(io.BytesIO(blob))
+    names = ref.namelist()[:3] + ref.namelist()[-3:]
+    with db.RemoteArchive(RemoteObject(f"{http.url}/long-comment.zip")) as archive:
+        assert len(archive.namelist()) == entries
+        assert archive.read_many(names) == [ref.read(n) for n in names]
+
+
+def test_ranges_answered_in_parts_are_read_whole(http, tmp_path):
+    """A valid 206 may carry less than asked (its Content-Range says so,
+    as some CDNs cap a range): the rest is asked for, never lost or
+    retried as an error.  (fsspec's cat_file returns the short part.)"""
+    blob, samples = make_zip(7, entries=30, size=3000)
+    (http.root_path / "parts.zip").write_bytes(blob)
+    http.max_range = 5000
+    url = f"{http.url}/parts.zip"
+    ref = zipfile.ZipFile(io.BytesIO(blob))
+    with db.RemoteArchive(RemoteObject(url, retries=0)) as archive:
+        assert archive.read_many(ref.namelist()) == [ref.read(n) for n in ref.namelist()]
+    cache = db.ShardCache(str(tmp_path / "c"), 1 << 20)
+    path, pin = cache.acquire(RemoteObject(url, retries=0))
+    cache.release(pin)
+    assert open(path, "rb").read() == blob
+
+
+def test_a_server_ignoring_range(http, tmp_path):
+    """A 200 with the whole body instead of a range: a download through the
+    cache uses that body; range reads stop at once with a clear error
+    (retrying cannot help, and every entry would cost the whole object)."""
+    blob, _ = make_zip(8, entries=30, size=3000)
+    (http.root_path / "norange.zip").write_bytes(blob)
+    http.ignore_range = True
+    url = f"{http.url}/norange.zip"
+    cache = db.ShardCache(str(tmp_path / "c"), 1 << 20, chunk_bytes=10_000)
+    path, pin = cache.acquire(RemoteObject(url, retries=0))
+    cache.release(pin)
+    assert open(path, "rb").read() == blob
+    assert http.bytes_sent("/norange.zip") == len(blob)  # one whole body, not one per chunk
+    gets = len(http.log)
+    with pytest.raises(db.RemoteError, match=r"norange\.zip: .*ignores Range.*ShardCache"):
+        db.RemoteArchive(RemoteObject(url))
+    assert len(http.log) == gets + 1  # not retried
+
+
+def _compressed_tar(path, shard: int, members: int = 20):
+    """A gzip-compressed tar of compressible members; {sample key: bytes}."""
+    import tarfile
+    want = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for j in range(members):
+            data = hashlib.sha256(f"{shard}/{j}".encode()).digest() * 400
+            info = tarfile.TarInfo(f"s{shard}_{j:03d}.bin")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            want[f"{os.path.basename(path)}/s{shard}_{j:03d}"] = data
+    return want
+
+
+def _bytes_on_disk(directory):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(directory)
+               for f in files)
+
+
+def test_compressed_tar_shards_stay_inside_the_cache_limit(http, tmp_path):
+    """A .tgz at a URL is decompressed once beside its download: those
+    bytes count against the limit and go when the shard is evicted, so
+    the cache directory never holds more than the limit (plus locks and
+    indexes) however many shards an epoch reads."""
+    want = {}
+    for i in range(6):
+        want.update(_compressed_tar(http.root_path / f"c{i}.tgz", i))
+    plain = 20 * (12800 + 512) + 1024  # one shard decompressed, about 267 KB
+    cache = db.ShardCache(str(tmp_path / "c"), 3 * plain)  # 2 shards and their copies
+    shards = db.tar_shards(f"{http.url}/c{{0..5}}.tgz", cache=cache)
+    sampler = PeakSampler(cache)
+    got = {}
+    try:
+        for epoch in range(2):
+            for batch in db.ShardedDataset(shards, 8, seed=epoch, shuffle_buffer=10):
+                for key, sample in zip(batch["keys"], batch["data"]):
+                    got[key] = sample["bin"]
+            assert got == want
+    finally:
+        peak = sampler.stop()
+        cache.stop()
+    assert plain < peak <= cache.limit_bytes  # the decompressed copies are counted
+    small = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(cache.directory)
+                for f in files if f.endswith((".lock", ".dbridx")))
+    assert _bytes_on_disk(cache.directory) - small <= cache.limit_bytes
+    assert not [n for n in os.listdir(cache.directory) if "part" in n]
+
+
+def test_a_compressed_tar_cut_short_on_the_server(http, tmp_path):
+    """A .tgz cut off on the server keeps the samples before the cut, as
+    webdataset does; the rest costs one named reason; the kept prefix lives
+    inside the cache's limit and is reused by the next run."""
+    want = _compressed_tar(http.root_path / "whole.tgz", 9)
+    blob = (http.root_path / "whole.tgz").read_bytes()
+    (http.root_path / "cut.tgz").write_bytes(blob[:len(blob) // 2])
+    want = {k.replace("whole.tgz", "cut.tgz"): v for k, v in want.items()}
+    cache_dir = str(tmp_path / "c")
+    for run in range(2):
+        cache = db.ShardCache(cache_dir, 1 << 20)
+        ds = db.ShardedDataset(db.tar_shards(f"{http.url}/cut.tgz", cache=cache), 4,
+                               on_error="skip")
+        got = {k: s["bin"] for b in ds for k, s in zip(b["keys"], b["data"])}
+        assert got and all(want[k] == v for k, v in got.items()) and len(got) < len(want)
+        assert len(ds.skipped) == 1 and "cut.tgz" in ds.skipped[0][0], ds.skipped
+        assert "gzip stream is cut off" in ds.skipped[0][1]
+        assert 300_000 > cache.usage() > len(got) * 12800  # the prefix is counted
+        cache.stop()
+    assert http.bytes_sent("/cut.tgz") == len(blob) // 2  # downloaded once

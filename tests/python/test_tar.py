@@ -213,9 +213,78 @@ def test_damaged_tars_give_clear_errors(tmp_path, how, member, text):
     with pytest.raises(db.CorruptDataError) as err:
         db.TarArchive(path)
     assert path in str(err.value) and member in str(err.value) and text in str(err.value)
-    with pytest.raises(db.CorruptDataError, match=how):
-        len(db.TarShard(path))
-    assert not os.path.exists(path + _tar.INDEX_SUFFIX)
+    # keep_intact_prefix: the members before the break, and the same reason
+    # (a tar broken in its first member has none to keep).
+    if how == "size":
+        with pytest.raises(db.CorruptDataError, match=text):
+            db.TarArchive(path, keep_intact_prefix=True)
+    else:
+        kept = db.TarArchive(path, keep_intact_prefix=True)
+        assert str(kept.damage) == str(err.value)
+        assert kept.namelist() == ["000.jpg", "000.cls"][:1 if member.endswith("cls") else 2]
+        assert kept.read("000.jpg") == b"j" * 1000
+    assert not os.path.exists(path + _tar.INDEX_SUFFIX)  # a damaged tar's index is never kept
+    assert db.TarArchive(write_tar(tmp_path / "ok.tar", [("a.b", b"1")])).damage is None
+
+
+@pytest.mark.parametrize("where", ["mid-jpg", "mid-cls-header", "mid-next-jpg"])
+def test_truncated_shard_keeps_what_webdataset_reads(tmp_path, where):
+    """A shard cut off part-way (an interrupted download): the samples
+    before the cut are read exactly as webdataset reads them (its
+    warn_and_continue handler), the partial last sample included; the image
+    pipeline delivers every complete image and names the cut."""
+    path, images = jpeg_tar(tmp_path, count=10)
+    with tarfile.open(path) as t:
+        info = {m.name: m for m in t.getmembers()}
+    jpg6, cls7 = info["00006.jpg"], info["00007.cls"]
+    cut = {"mid-jpg": jpg6.offset_data + jpg6.size // 2,
+           "mid-cls-header": cls7.offset + 100,
+           "mid-next-jpg": info["00007.jpg"].offset_data + 10}[where]
+    data = open(path, "rb").read()
+    cut_path = str(tmp_path / "cut.tar")
+    with open(cut_path, "wb") as fh:
+        fh.write(data[:cut])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = [{k: v for k, v in s.items() if k == "__key__" or not k.startswith("__")}
+                  for s in wds.WebDataset(cut_path, shardshuffle=False,
+                                          handler=wds.warn_and_continue)]
+    shard = db.TarShard(cut_path)
+    ours = shard.read(range(len(shard)))
+    assert ours == theirs and len(ours) in (7, 8)
+    assert "cut.tar" in str(shard.damage) and "truncated" in str(shard.damage)
+    kw = dict(batch_size=4, size=SIZE, rank=0, world_size=1, shuffle=False)
+    ds = db.image_classification_dataset(db.tar_shards([cut_path]), on_error="skip", **kw)
+    keys = [k for b in ds for k in b["keys"]]
+    assert keys == [f"cut.tar/{s['__key__']}" for s in theirs if "jpg" in s]
+    assert any("cut.tar" in reason and "samples before it are kept" in reason
+               for _, reason in ds.skipped)
+    with pytest.raises(db.CorruptDataError, match="truncated"):
+        db.image_classification_dataset(db.tar_shards([cut_path]), **kw)
+
+
+def test_truncated_tars_never_accepted_where_tarfile_refuses(tmp_path):
+    # A shard cut short at any byte: whatever dareblopy opens, tarfile opens
+    # with the same members.  A cut inside the last member's padding used to
+    # be accepted, quietly losing every member after it.
+    whole = tmp_path / "whole.tar"
+    write_tar(whole, [("a.jpg", b"x" * 3), ("a.cls", b"1"), ("b.jpg", b"y" * 512),
+                      ("b.cls", b""), ("\u00fc" * 120 + ".jpg", b"z" * 700)])
+    data = whole.read_bytes()
+    path = tmp_path / "cut.tar"
+    accepted = 0
+    for cut in sorted(set(range(0, len(data) + 1, 7)) | set(range(0, len(data) + 1, 512))):
+        path.write_bytes(data[:cut])
+        try:
+            got = db.TarArchive(path, cache_index=False).namelist()
+        except db.CorruptDataError as err:
+            assert str(path) in str(err)
+            continue
+        accepted += 1
+        with tarfile.open(path) as t:
+            assert got == t.getnames(), cut
+    assert accepted >= 4  # the end blocks and whole members may be cut off
 
 
 def test_limits_on_declared_sizes(tmp_path):
@@ -416,7 +485,119 @@ def test_skip_mode_leaves_out_a_damaged_shard_with_its_reason(tmp_path):
     good = write_tar(tmp_path / "fine.tar", [("a.txt", b"1"), ("b.txt", b"2")])
     ds = db.ShardedDataset(db.tar_shards([good, bad]), 8, shuffle=False, rank=0, world_size=1,
                            on_error="skip")
-    assert [k for b in ds for k in b["keys"]] == ["fine.tar/a", "fine.tar/b"]
+    # the sample before the cut is kept; the cut one is skipped with its reason
+    assert [k for b in ds for k in b["keys"]] == ["fine.tar/a", "fine.tar/b",
+                                                  "truncated.tar/000"]
     assert any(bad in reason and "001.jpg" in reason for _, reason in ds.skipped)
     with pytest.raises(db.CorruptDataError, match="truncated"):
         db.ShardedDataset(db.tar_shards([good, bad]), 8, rank=0, world_size=1)
+
+
+# ---- compressed shards (.tgz, .tar.bz2, .tar.xz), as webdataset reads them
+
+def compressed(path, kind, out):
+    """The tar at path, compressed with kind's stdlib module into out."""
+    import bz2
+    import gzip
+    import lzma
+    opener = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind]
+    with open(path, "rb") as src, opener(out, "wb") as dst:
+        dst.write(src.read())
+    return str(out)
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz"])
+def test_compressed_shards_read_as_webdataset_reads_them(tmp_path, kind, monkeypatch):
+    monkeypatch.setenv("DAREBLOPY_CACHE_DIR", str(tmp_path / "usercache"))
+    plain, _ = jpeg_tar(tmp_path, count=12)
+    packed = compressed(plain, kind, tmp_path / f"img.tar.{kind}")
+    shard = db.TarShard(packed)
+    assert shard.read(range(len(shard))) == wds_samples(packed) == wds_samples(plain)
+    assert shard.damage is None
+    kw = dict(batch_size=5, size=SIZE, rank=0, world_size=1, shuffle=True, seed=3)
+    ours = list(db.image_classification_dataset(db.tar_shards([packed]), **kw))
+    ref = list(db.image_classification_dataset(db.tar_shards([plain]), **kw))
+    assert [b["labels"].tolist() for b in ours] == [b["labels"].tolist() for b in ref]
+    assert all(np.array_equal(a["data"], b["data"]) for a, b in zip(ours, ref))
+    # decompressed once, into the user cache, and reused by the next open
+    copies = [p for p in os.listdir(tmp_path / "usercache" / "tar") if p.endswith(".tar")]
+    assert len(copies) == 1 and copies[0].startswith(f"img.tar.{kind}-")
+    copy = str(tmp_path / "usercache" / "tar" / copies[0])
+    stamp = os.stat(copy).st_mtime_ns
+    assert db.TarArchive(packed).path == copy and os.stat(copy).st_mtime_ns == stamp
+    # a changed shard gets a fresh copy, and the old one goes
+    compressed(write_tar(tmp_path / "other.tar", [("k.txt", b"new")]), kind, packed)
+    os.utime(packed, ns=(stamp + 10**9, stamp + 10**9))
+    assert db.TarArchive(packed).read("k.txt") == b"new"
+    assert not os.path.exists(copy)
+
+
+def test_cut_off_compressed_shard_keeps_the_samples_before_the_cut(tmp_path):
+    plain, _ = jpeg_tar(tmp_path, count=10)
+    packed = compressed(plain, "gz", tmp_path / "img.tgz")
+    data = open(packed, "rb").read()
+    cut = str(tmp_path / "cut.tgz")
+    with open(cut, "wb") as fh:
+        fh.write(data[:len(data) * 2 // 3])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = [{k: v for k, v in s.items() if k == "__key__" or not k.startswith("__")}
+                  for s in wds.WebDataset(cut, shardshuffle=False,
+                                          handler=wds.warn_and_continue)]
+    cache = tmp_path / "cache"
+    shard = db.TarShard(cut, cache_dir=str(cache))
+    ours = shard.read(range(len(shard)))
+    assert 3 <= len(ours) < 10
+    assert ours == theirs[:len(ours)]  # webdataset may add a partial last sample
+    assert "cut.tgz" in str(shard.damage) and "cut off" in str(shard.damage)
+    assert not [p for p in os.listdir(cache) if p.endswith(".tar")]  # never cached
+    with pytest.raises(db.CorruptDataError, match="cut off"):
+        db.TarArchive(cut, cache_dir=str(cache))
+    ds = db.ShardedDataset(db.tar_shards([cut], cache_dir=str(cache)), 4, rank=0,
+                           world_size=1, shuffle=False, on_error="skip",
+                           transform=lambda s: s["__key__"])
+    assert [k for b in ds for k in b["data"]] == [s["__key__"] for s in ours]
+    assert "cut.tgz" in ds.skipped[0][1]
+
+
+def test_damaged_or_unsupported_compressed_shards(tmp_path):
+    plain = write_tar(tmp_path / "a.tar", [(f"{i}.txt", os.urandom(3000)) for i in range(20)])
+    packed = compressed(plain, "gz", tmp_path / "a.tgz")
+    data = bytearray(open(packed, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # inside the deflate stream
+    (tmp_path / "bad.tgz").write_bytes(bytes(data))
+    cache = str(tmp_path / "cache")
+    with pytest.raises(db.CorruptDataError, match="bad.tgz.*damaged"):
+        db.TarArchive(str(tmp_path / "bad.tgz"), cache_dir=cache, keep_intact_prefix=True)
+    (tmp_path / "z.tar.zst").write_bytes(b"\x28\xb5\x2f\xfd" + bytes(600))
+    with pytest.raises(db.UnsupportedError, match="zstd"):
+        db.TarArchive(str(tmp_path / "z.tar.zst"), cache_dir=cache)
+    # libdbr alone says why it cannot read a compressed tar in place
+    from dareblopy._ffi import ffi, lib
+    raw = ffi.new("dbr_tar **")
+    assert lib.dbr_tar_open(packed.encode(), ffi.NULL, raw) == lib.DBR_E_UNSUPPORTED
+    assert b"gzip-compressed" in ffi.string(lib.dbr_last_error())
+
+
+def _open_and_count(args):
+    path, cache = args
+    archive = db.TarArchive(path, cache_dir=cache)
+    # the copy's inode: a second decompression would have renamed a new one in
+    return (archive.path, os.stat(archive.path).st_ino, len(archive),
+            archive.read(archive.namelist()[-1]))
+
+
+def test_processes_opening_one_compressed_shard_decompress_it_once(tmp_path):
+    plain = write_tar(tmp_path / "a.tar", [(f"{i}.bin", os.urandom(200_000)) for i in range(40)])
+    packed = compressed(plain, "gz", tmp_path / "a.tgz")
+    cache = str(tmp_path / "cache")
+    import multiprocessing
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        got = pool.map(_open_and_count, [(packed, cache)] * 4)
+    with tarfile.open(plain) as t:  # the last member's bytes, through tarfile
+        last = t.extractfile(t.getmembers()[-1]).read()
+    assert len({g[:2] for g in got}) == 1 and all(g[2:] == (40, last) for g in got)
+    names = os.listdir(cache)
+    assert [n for n in names if n.endswith(".tar")] == [os.path.basename(got[0][0])]
+    assert not [n for n in names if n.endswith(".part")]  # no half-made copy left

@@ -221,6 +221,21 @@ def test_broken_compressed_stream(tmp_path, comp):
             list(db.RecordReader(path, comp))
 
 
+@pytest.mark.parametrize("comp", ["GZIP", "ZLIB"])
+def test_compressed_file_read_as_plain_names_its_compression(tmp_path, comp):
+    # TensorFlow pipelines often write GZIP TFRecords; read as plain (as
+    # tfrecord_shards must) the error said "fails its CRC-32C".
+    path = tmp_path / "c.tfrecord"
+    with db.TFRecordWriter(path, compression=comp) as w:
+        for i in range(3):
+            w.write(db.serialize_example({"data": b"x" * 50, "path": f"p{i}"}))
+    with pytest.raises(db.CorruptDataError, match=f"{comp}-compressed"):
+        list(db.RecordReader(path))
+    with pytest.raises(db.CorruptDataError, match=f"{comp}-compressed"):
+        db.ShardedDataset(db.tfrecord_shards([path]), 2, rank=0, world_size=1)
+    assert len(list(db.RecordReader(path, compression=comp))) == 3
+
+
 def test_compressed_length_limit(tmp_path):
     path = tmp_path / "big.gz"
     with db.TFRecordWriter(path, "GZIP") as w:

@@ -677,6 +677,41 @@ def test_writer_is_atomic(tmp_path):
     assert db.open_zip_archive(path).read("a") == b"new"
 
 
+def test_writer_flags_only_utf8_names_as_utf8(tmp_path):
+    # A file name that is not UTF-8 (Latin-1 from an old dataset: os.walk
+    # gives it with surrogateescape) was flagged UTF-8 anyway, which makes
+    # zipfile refuse the whole archive.  The flag must say the truth; the
+    # exact bytes still round-trip through dareblopy.
+    path = tmp_path / "names.zip"
+    latin1 = os.fsdecode(b"caf\xe9.jpg")
+    with db.ZipWriter(path) as w:
+        w.write(latin1, b"1")
+        w.write("caf\u00e9.jpg", b"2")
+    with zipfile.ZipFile(path) as z:
+        flags = [i.flag_bits & 0x800 for i in z.infolist()]
+        assert flags == [0, 0x800]
+        assert z.read("caf\u00e9.jpg") == b"2"
+        assert z.infolist()[0].orig_filename.encode("cp437") == b"caf\xe9.jpg"
+    a = db.open_zip_archive(path)
+    assert a.namelist() == [latin1, "caf\u00e9.jpg"] and a.read(latin1) == b"1"
+
+
+def test_zipinfo_of_another_archive_is_refused(tmp_path):
+    # zipfile raises for a ZipInfo that does not describe an entry of the
+    # archive read; dareblopy read whatever entry had the same number.
+    a, b = tmp_path / "a.zip", tmp_path / "b.zip"
+    with zipfile.ZipFile(a, "w") as z:
+        z.writestr("x.txt", b"from a")
+    with zipfile.ZipFile(b, "w") as z:
+        z.writestr("q.txt", b"from b")
+    foreign = db.open_zip_archive(a).infolist()[0]
+    archive = db.open_zip_archive(b)
+    for read in (archive.read, archive.open_as_bytes, lambda i: archive.read_many([i])):
+        with pytest.raises(db.NotFoundError, match=r"'x\.txt'.*not an entry of.*b\.zip"):
+            read(foreign)
+    assert archive.read(archive.infolist()[0]) == b"from b"
+
+
 def test_legacy_reads_our_lz4(tmp_path):
     # `make peers` (part of `make test`) puts DareBlopy 0.0.5 in .venv38.
     legacy = os.environ.get("DBR_LEGACY_PYTHON") or os.path.join(ROOT, ".venv38", "bin", "python")
