@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -103,6 +104,28 @@ def shard_paths(out: str, shards: int) -> List[str]:
         return [out]
     stem, ext = os.path.splitext(out)
     return [f"{stem}-{i:05d}-of-{shards:05d}{ext}" for i in range(shards)]
+
+
+def earlier_outputs(items: Sequence[Item], out: str) -> List[Item]:
+    """The items that are shards or the manifest of a pack to ``out`` (with
+    any shard count): what a source folder holds once packed into itself."""
+    folder = os.path.dirname(os.path.abspath(out))
+    base = os.path.basename(out)
+    if "{shard" in base:
+        core = r"\d+".join(map(re.escape, re.split(r"\{shards?[^}]*\}", base)))
+    else:
+        stem, ext = os.path.splitext(base)
+        core = re.escape(stem) + r"(-\d+-of-\d+)?" + re.escape(ext)
+    # with the temporary names of a pack that was killed (_atomic.py, zip_writer.c)
+    shard = re.compile(r"\.?" + core + r"(\.tmp[0-9a-f]{6}|\.[0-9a-f]{12}\.tmp)?$")
+    manifest = os.path.abspath(manifest_path(out))
+    found = []
+    for item in items:
+        source = os.path.abspath(item.source)
+        if source == manifest or (os.path.dirname(source) == folder
+                                  and shard.match(os.path.basename(source))):
+            found.append(item)
+    return found
 
 
 def zip_method(name: str, method: str) -> str:
@@ -228,6 +251,12 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
     items = webdataset_names(items) if format == "tar" else list(items)
     if not items:
         raise ValueError("nothing to pack: the source holds no files")
+    earlier = earlier_outputs(items, out)
+    if earlier:
+        raise ValueError(f"the source holds {', '.join(repr(i.source) for i in earlier[:3])}"
+                         f"{' ...' if len(earlier) > 3 else ''}: output of an earlier pack to "
+                         f"{out!r}, which would be packed as samples; write the shards outside "
+                         f"the source folder (or move them out)")
     if shuffle:
         items = [items[i] for i in permutation(len(items), seed)]
     groups = split(items, shards)

@@ -177,6 +177,30 @@ def test_failed_repack_does_not_leave_the_old_manifest_beside_new_shards(tmp_pat
     assert not os.path.exists(_pack.manifest_path(out))
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_repack_into_the_source_folder_never_packs_earlier_output(tmp_path, shards):
+    # `dareblopy pack data data/train.zip` a second time: the tree now holds
+    # the first run's shards and manifest, which were packed as samples.
+    src = tmp_path / "data"
+    src.mkdir()
+    for i in range(4):
+        (src / f"{i}.bin").write_bytes(bytes([i]) * 10)
+    out = str(src / "train.zip")
+    _pack.pack(_pack.tree_items(str(src)), out, shards=shards, progress=False)
+    with pytest.raises(ValueError, match=r"train.*zip.*output of an earlier pack"):
+        _pack.pack(_pack.tree_items(str(src)), out, shards=shards, progress=False)
+    with pytest.raises(ValueError, match="output of an earlier pack"):  # another shard count
+        _pack.pack(_pack.tree_items(str(src)), out, shards=shards + 1, progress=False)
+    for path in _pack.shard_paths(out, shards) + [_pack.manifest_path(out)]:
+        os.rename(path, tmp_path / os.path.basename(path))
+    (src / "train.zip.tmp0a1b2c").write_bytes(b"PK")  # left by a killed pack
+    with pytest.raises(ValueError, match="tmp0a1b2c"):
+        _pack.pack(_pack.tree_items(str(src)), out, shards=shards, progress=False)
+    os.remove(src / "train.zip.tmp0a1b2c")
+    assert len(_pack.pack(_pack.tree_items(str(src)), out, shards=shards, progress=False)) \
+        == shards
+
+
 def test_cli_pack_imagefolder_and_index(tmp_path, imagefolder):
     src, files = imagefolder
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
