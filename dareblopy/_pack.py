@@ -154,7 +154,7 @@ def _tfrecord_shard_writer(path: str, compression: str):
     writer = TFRecordWriter(path, compression)
 
     def add(item: Item, data: bytes, mtime: float) -> None:
-        features = {"path": item.name, "data": data}
+        features = {"path": item.name.encode("utf-8", "surrogateescape"), "data": data}
         if item.label is not None:
             features["label"] = item.label
         writer.write(serialize_example(features))
@@ -332,7 +332,9 @@ def write_manifest(out: str, paths: Sequence[str], groups: Sequence[Sequence[Ite
     ``# seekable-jpeg`` line and one ``# kept-original`` line (shard, name,
     reason) per JPEG packed unchanged."""
     target = manifest_path(out)
-    with atomic_write(target, "w", encoding="utf-8") as fh:
+    # surrogateescape: file names that are not UTF-8 keep their bytes, as
+    # the shard readers' names do
+    with atomic_write(target, "w", encoding="utf-8", errors="surrogateescape") as fh:
         if classes:
             fh.write("# classes\t" + "\t".join(classes) + "\n")
         if seekable is not None:
@@ -353,7 +355,7 @@ def read_manifest_labels(path: str) -> Dict[str, int]:
     """Labels from a manifest, keyed as :class:`dareblopy.ZipShard` names
     samples (``<shard file name>/<entry>``)."""
     labels = {}
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         for line in fh:
             if line.startswith("#"):
                 continue
