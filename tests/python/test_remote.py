@@ -675,3 +675,43 @@ def test_a_zip_replaced_between_listing_and_reading_by_ranges(http):
     path.write_bytes(_zip_with([(f"e{j}.bin", bytes([50 + j]) * 3000) for j in range(10)]))
     with pytest.raises(db.ShardChangedError, match="moving.zip"):
         archive.read_many(["e1.bin", "e2.bin"])
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers (a hung proxy or server)."""
+    import socket
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "s3"])
+def test_a_server_that_never_answers_fails_within_the_timeout(silent_server, scheme):
+    """Every network wait is bounded: a silent server costs `timeout`
+    seconds per attempt (aiohttp alone would wait 5 minutes)."""
+    if scheme == "http":
+        obj = RemoteObject(f"http://{silent_server}/x.zip", retries=1, backoff=0.1, timeout=1)
+    else:
+        obj = RemoteObject("s3://bucket/x.zip", {
+            "key": "k", "secret": "s", "skip_instance_cache": True,
+            "client_kwargs": {"endpoint_url": f"http://{silent_server}",
+                              "region_name": "us-east-1"}},
+            retries=1, backoff=0.1, timeout=1)
+    start = time.monotonic()
+    with pytest.raises(db.RemoteError, match="x.zip: stat failed after 2 attempts"):
+        obj.stat()
+    assert time.monotonic() - start < 30
