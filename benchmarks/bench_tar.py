@@ -18,12 +18,20 @@ random-resized crop (torchvision's RandomResizedCrop: scale (0.08, 1), ratio
   tar (read with pread by default, as zip shards are; with mmap=True,
   decoded where it lies in the mapping).
 
+Compressed shards: the same tar shards gzipped (``.tgz``), read by both.
+webdataset decompresses them in every epoch; dareblopy decompresses each
+once into its cache (timed apart, as the one-time cost) and then reads the
+plain copy.
+
 One warm-up epoch each, then the median of 5 interleaved timed epochs.  The
 ratios the tar reader aims for: tar >= 0.95x zip, and >= 3x webdataset."""
+import gzip
 import io
 import os
 import random
+import shutil
 import sys
+import time
 
 import numpy as np
 
@@ -54,7 +62,25 @@ def make_shards():
             _pack.pack(items, target, format=fmt, shards=SHARDS, method="stored",
                        progress=False, classes=classes)
         out[fmt] = (target, paths)
+    tgz = [p[:-len(".tar")] + ".tgz" for p in out["tar"][1]]
+    for plain, packed in zip(out["tar"][1], tgz):
+        if not os.path.exists(packed):
+            with open(plain, "rb") as src, gzip.open(packed + ".part", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.rename(packed + ".part", packed)
+    out["tgz"] = (None, tgz)
     return out
+
+
+def decompress_once(tgz_paths, cache_dir):
+    """Opens each .tgz shard with an empty cache (so each is decompressed):
+    the one-time cost, in seconds."""
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    start = time.perf_counter()
+    for shard in db.tar_shards(tgz_paths, cache_dir=cache_dir):
+        len(shard)
+        shard.close()
+    return time.perf_counter() - start
 
 
 def webdataset_loader(paths):
@@ -87,6 +113,12 @@ def main():
     shards = make_shards()
     zip_target, zip_paths = shards["zip"]
     _, tar_paths = shards["tar"]
+    _, tgz_paths = shards["tgz"]
+    cache_dir = os.path.join(DATA_DIR, "tar_bench", "decompressed")
+    once = decompress_once(tgz_paths, cache_dir)
+    plain_mb = sum(os.path.getsize(p) for p in tar_paths) / 1e6
+    print(f"\n.tgz shards: decompressed once into the cache in {once:.2f} s "
+          f"({plain_mb:.0f} MB, {plain_mb / once:.0f} MB/s), then read as plain tar")
     zip_labels = db.read_manifest_labels(_pack.manifest_path(zip_target))
     common = dict(size=SIZE, train=True, threads=2, seed=1, rank=0, world_size=1)
     on_zip = db.image_classification_dataset(db.zip_shards(zip_paths), BATCH,
@@ -94,6 +126,8 @@ def main():
     on_tar = db.image_classification_dataset(db.tar_shards(tar_paths), BATCH, **common)
     on_tar_mapped = db.image_classification_dataset(db.tar_shards(tar_paths, mmap=True), BATCH,
                                                     **common)
+    on_tgz = db.image_classification_dataset(db.tar_shards(tgz_paths, cache_dir=cache_dir),
+                                             BATCH, **common)
 
     def epoch_of(dataset):
         def run():
@@ -106,19 +140,22 @@ def main():
 
     names = {"tar": "dareblopy pipeline on tar shards", "zip": "dareblopy pipeline on zip shards",
              "mapped": "same, tar mmap=True (decoded in place)",
-             "wds": "webdataset pipeline (Pillow, WebLoader 2 workers)"}
+             "wds": "webdataset pipeline (Pillow, WebLoader 2 workers)",
+             "tgz": "dareblopy pipeline on .tgz shards (cached copy)",
+             "wds_tgz": "webdataset pipeline on .tgz shards"}
     contenders = {names["tar"]: epoch_of(on_tar), names["mapped"]: epoch_of(on_tar_mapped),
-                  names["zip"]: epoch_of(on_zip)}
+                  names["zip"]: epoch_of(on_zip), names["tgz"]: epoch_of(on_tgz)}
     try:
-        loader = webdataset_loader(tar_paths)
-
-        def wds_epoch():
-            images = 0
-            for data, labels in loader:
-                assert tuple(data.shape[1:]) == (SIZE, SIZE, 3)
-                images += len(labels)
-            assert images == COUNT
-        contenders[names["wds"]] = wds_epoch
+        def wds_epoch_of(loader):
+            def run():
+                images = 0
+                for data, labels in loader:
+                    assert tuple(data.shape[1:]) == (SIZE, SIZE, 3)
+                    images += len(labels)
+                assert images == COUNT
+            return run
+        contenders[names["wds"]] = wds_epoch_of(webdataset_loader(tar_paths))
+        contenders[names["wds_tgz"]] = wds_epoch_of(webdataset_loader(tgz_paths))
     except ImportError as exc:
         print(f"  (webdataset or torch missing: {exc})")
 
@@ -139,6 +176,10 @@ def main():
         print(f"tar vs webdataset's own pipeline (paired per round): {vs_wds:.2f}x  "
               f"(goal >= 3x)")
         result["tar_vs_webdataset"] = vs_wds
+        vs_wds_tgz = paired_ratio(times[names["wds_tgz"]], times[names["tgz"]])
+        print(f".tgz shards, dareblopy vs webdataset (paired per round): {vs_wds_tgz:.2f}x")
+        result["tgz_vs_webdataset"] = vs_wds_tgz
+    result["tgz_decompress_once_seconds"] = once
     save_results("tar", result)
 
 

@@ -48,6 +48,11 @@ int dbr__fail(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    /* Details quote names from untrusted archives: control characters
+     * (terminal escapes, newlines forging log lines) become '?'. */
+    for (unsigned char *c = (unsigned char *)last_error; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            *c = '?';
     return code;
 }
 

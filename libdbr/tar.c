@@ -823,9 +823,11 @@ int dbr_tar_read(const dbr_tar *tar, size_t index, void *dst, size_t cap, size_t
         return DBR_OK;
     }
     rc = read_at(tar, dst, *out_len, m->data, "member data");
-    if (rc != DBR_OK)
-        return dbr__fail(rc, "tar '%s' member '%s': %s", tar->path, member_name(tar, m),
-                         dbr_last_error());
+    if (rc != DBR_OK) {
+        char cause[512]; /* copied out: the new message is written where it lives */
+        dbr__copy_last_error(cause, sizeof cause);
+        return dbr__fail(rc, "tar '%s' member '%s': %s", tar->path, member_name(tar, m), cause);
+    }
     return DBR_OK;
 }
 

@@ -35,6 +35,12 @@ int main(void)
 
     CHECK(dbr__fail(DBR_E_CORRUPT, "entry %s at offset %d", "a.jpg", 42) == DBR_E_CORRUPT);
     CHECK_STR(dbr_last_error(), "entry a.jpg at offset 42");
+    /* Names from hostile archives may hold control characters (terminal
+     * escapes, newlines that forge log lines): the detail shows them as
+     * '?', keeping other bytes (UTF-8 names) as they are. */
+    dbr__fail(DBR_E_CORRUPT, "member '%s'", "a\nERROR\x1b[2J\x7f\tcaf\xc3\xa9");
+    CHECK_STR(dbr_last_error(), "member 'a?ERROR?[2J??caf\xc3\xa9'");
+    CHECK(dbr__fail(DBR_E_CORRUPT, "entry %s at offset %d", "a.jpg", 42) == DBR_E_CORRUPT);
 
     /* Thread-local: another thread's failure leaves ours alone. */
     pthread_t t;

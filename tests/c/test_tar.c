@@ -349,6 +349,24 @@ int main(void)
     dbr_tar_close(t2);
     free(cut.b);
 
+    /* Read with pread from a file truncated while open: the error keeps
+     * its cause (it used to be formatted over itself, losing it). */
+    tarbuf shrink = {0};
+    member(&shrink, "a.bin", body, sizeof body, 1);
+    member(&shrink, "b.bin", body, sizeof body, 1);
+    finish(&shrink);
+    save(&shrink, shrink.len);
+    dbr_tar_options_init(&opts);
+    opts.use_pread = 1;
+    CHECK_RC(dbr_tar_open(path, &opts, &t2), DBR_OK);
+    CHECK(truncate(path, 3000) == 0);
+    size_t idx_b = 9, got_b = 0;
+    CHECK_RC(dbr_tar_find(t2, "b.bin", &idx_b), DBR_OK);
+    CHECK_RC(dbr_tar_read(t2, idx_b, body, sizeof body, &got_b), DBR_E_IO);
+    CHECK(last_error_has("member 'b.bin'", "shrank while open: member data at offset 3072"));
+    dbr_tar_close(t2);
+    free(shrink.b);
+
     CHECK_RC(dbr_tar_open(NULL, NULL, &t2), DBR_E_ARG);
     snprintf(path, sizeof path, "%s/missing.tar", dir);
     CHECK_RC(open_rc(), DBR_E_NOT_FOUND);
