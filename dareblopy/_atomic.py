@@ -38,14 +38,17 @@ class AtomicFile:
     Used as a context manager it commits on success and discards when the
     block raises."""
 
-    def __init__(self, path, mode: str = "wb", encoding: str = None, fsync: bool = True):
+    def __init__(self, path, mode: str = "wb", encoding: str = None, fsync: bool = True,
+                 errors: str = None):
         if mode not in ("wb", "w"):
             raise ValueError(f"AtomicFile mode {mode!r} is not 'wb' or 'w'")
         self.path = os.fspath(path)
         self._fsync = fsync
         fd, self.temp_path = _create_temp(self.path)
         try:
-            self.file = os.fdopen(fd, mode, encoding=encoding if mode == "w" else None)
+            text = mode == "w"
+            self.file = os.fdopen(fd, mode, encoding=encoding if text else None,
+                                  errors=errors if text else None)
         except BaseException:
             os.close(fd)
             os.unlink(self.temp_path)
@@ -104,8 +107,9 @@ class AtomicFile:
 
 
 @contextmanager
-def atomic_write(path, mode: str = "wb", encoding: str = None, fsync: bool = True):
+def atomic_write(path, mode: str = "wb", encoding: str = None, fsync: bool = True,
+                 errors: str = None):
     """``with atomic_write(path, "w") as fh: fh.write(...)``: the file
     appears complete at ``path`` when the block ends, or not at all."""
-    with AtomicFile(path, mode, encoding, fsync) as af:
+    with AtomicFile(path, mode, encoding, fsync, errors) as af:
         yield af.file

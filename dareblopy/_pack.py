@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -105,6 +106,28 @@ def shard_paths(out: str, shards: int) -> List[str]:
     return [f"{stem}-{i:05d}-of-{shards:05d}{ext}" for i in range(shards)]
 
 
+def earlier_outputs(items: Sequence[Item], out: str) -> List[Item]:
+    """The items that are shards or the manifest of a pack to ``out`` (with
+    any shard count): what a source folder holds once packed into itself."""
+    folder = os.path.dirname(os.path.abspath(out))
+    base = os.path.basename(out)
+    if "{shard" in base:
+        core = r"\d+".join(map(re.escape, re.split(r"\{shards?[^}]*\}", base)))
+    else:
+        stem, ext = os.path.splitext(base)
+        core = re.escape(stem) + r"(-\d+-of-\d+)?" + re.escape(ext)
+    # with the temporary names of a pack that was killed (_atomic.py, zip_writer.c)
+    shard = re.compile(r"\.?" + core + r"(\.tmp[0-9a-f]{6}|\.[0-9a-f]{12}\.tmp)?$")
+    manifest = os.path.abspath(manifest_path(out))
+    found = []
+    for item in items:
+        source = os.path.abspath(item.source)
+        if source == manifest or (os.path.dirname(source) == folder
+                                  and shard.match(os.path.basename(source))):
+            found.append(item)
+    return found
+
+
 def zip_method(name: str, method: str) -> str:
     """The method for entry ``name``: ``method`` itself, or for "auto"
     stored when the suffix says the file is compressed already, else
@@ -131,7 +154,7 @@ def _tfrecord_shard_writer(path: str, compression: str):
     writer = TFRecordWriter(path, compression)
 
     def add(item: Item, data: bytes, mtime: float) -> None:
-        features = {"path": item.name, "data": data}
+        features = {"path": item.name.encode("utf-8", "surrogateescape"), "data": data}
         if item.label is not None:
             features["label"] = item.label
         writer.write(serialize_example(features))
@@ -228,6 +251,12 @@ def pack(items: Sequence[Item], out: str, *, format: str = "zip", shards: int = 
     items = webdataset_names(items) if format == "tar" else list(items)
     if not items:
         raise ValueError("nothing to pack: the source holds no files")
+    earlier = earlier_outputs(items, out)
+    if earlier:
+        raise ValueError(f"the source holds {', '.join(repr(i.source) for i in earlier[:3])}"
+                         f"{' ...' if len(earlier) > 3 else ''}: output of an earlier pack to "
+                         f"{out!r}, which would be packed as samples; write the shards outside "
+                         f"the source folder (or move them out)")
     if shuffle:
         items = [items[i] for i in permutation(len(items), seed)]
     groups = split(items, shards)
@@ -303,7 +332,9 @@ def write_manifest(out: str, paths: Sequence[str], groups: Sequence[Sequence[Ite
     ``# seekable-jpeg`` line and one ``# kept-original`` line (shard, name,
     reason) per JPEG packed unchanged."""
     target = manifest_path(out)
-    with atomic_write(target, "w", encoding="utf-8") as fh:
+    # surrogateescape: file names that are not UTF-8 keep their bytes, as
+    # the shard readers' names do
+    with atomic_write(target, "w", encoding="utf-8", errors="surrogateescape") as fh:
         if classes:
             fh.write("# classes\t" + "\t".join(classes) + "\n")
         if seekable is not None:
@@ -324,7 +355,7 @@ def read_manifest_labels(path: str) -> Dict[str, int]:
     """Labels from a manifest, keyed as :class:`dareblopy.ZipShard` names
     samples (``<shard file name>/<entry>``)."""
     labels = {}
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         for line in fh:
             if line.startswith("#"):
                 continue

@@ -130,9 +130,9 @@ def read_manifest_hashes(manifest: PathLike, storage_options: Optional[Dict[str,
     manifest = os.fspath(manifest)
     if is_url(manifest):
         obj = RemoteObject(manifest, storage_options)
-        text = obj.read_range(0, obj.known_size()).decode("utf-8")
-    else:
-        with open(manifest, encoding="utf-8") as fh:
+        text = obj.read_range(0, obj.known_size()).decode("utf-8", "surrogateescape")
+    else:  # (pack writes names that are not UTF-8 with surrogateescape)
+        with open(manifest, encoding="utf-8", errors="surrogateescape") as fh:
             text = fh.read()
     hashes = {}
     for line in text.splitlines():

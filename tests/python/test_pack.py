@@ -177,6 +177,56 @@ def test_failed_repack_does_not_leave_the_old_manifest_beside_new_shards(tmp_pat
     assert not os.path.exists(_pack.manifest_path(out))
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_repack_into_the_source_folder_never_packs_earlier_output(tmp_path, shards):
+    # `dareblopy pack data data/train.zip` a second time: the tree now holds
+    # the first run's shards and manifest, which were packed as samples.
+    src = tmp_path / "data"
+    src.mkdir()
+    for i in range(4):
+        (src / f"{i}.bin").write_bytes(bytes([i]) * 10)
+    out = str(src / "train.zip")
+    _pack.pack(_pack.tree_items(str(src)), out, shards=shards, progress=False)
+    with pytest.raises(ValueError, match=r"train.*zip.*output of an earlier pack"):
+        _pack.pack(_pack.tree_items(str(src)), out, shards=shards, progress=False)
+    with pytest.raises(ValueError, match="output of an earlier pack"):  # another shard count
+        _pack.pack(_pack.tree_items(str(src)), out, shards=shards + 1, progress=False)
+    for path in _pack.shard_paths(out, shards) + [_pack.manifest_path(out)]:
+        os.rename(path, tmp_path / os.path.basename(path))
+    (src / "train.zip.tmp0a1b2c").write_bytes(b"PK")  # left by a killed pack
+    with pytest.raises(ValueError, match="tmp0a1b2c"):
+        _pack.pack(_pack.tree_items(str(src)), out, shards=shards, progress=False)
+    os.remove(src / "train.zip.tmp0a1b2c")
+    assert len(_pack.pack(_pack.tree_items(str(src)), out, shards=shards, progress=False)) \
+        == shards
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tfrecord", "tar"])
+def test_pack_file_names_that_are_not_utf8(tmp_path, fmt):
+    # Old datasets carry Latin-1 file names (os.walk gives them with
+    # surrogateescape); packing them failed with a bare UnicodeEncodeError.
+    src = tmp_path / "src"
+    (src / "cat").mkdir(parents=True)
+    latin1 = os.fsdecode(b"caf\xe9.jpg")
+    (src / "cat" / latin1).write_bytes(b"latin-1 named")
+    (src / "cat" / "plain.jpg").write_bytes(b"plain")
+    items, classes = _pack.imagefolder_items(str(src))
+    out = str(tmp_path / f"out.{fmt}")
+    paths = _pack.pack(items, out, format=fmt, classes=classes, progress=False)
+    make = {"zip": db.zip_shards, "tfrecord": db.tfrecord_shards, "tar": db.tar_shards}[fmt]
+    (batch,) = list(db.ShardedDataset(make(paths), 4, rank=0, world_size=1, shuffle=False))
+    labels = db.read_manifest_labels(_pack.manifest_path(out))
+    base = os.path.basename(paths[0])
+    stem = latin1.rsplit(".", 1)[0]
+    want = {"zip": f"{base}/cat/{latin1}", "tfrecord": f"cat/{latin1}",
+            "tar": f"{base}/cat/{stem}"}[fmt]
+    assert want in batch["keys"]
+    data = batch["data"][batch["keys"].index(want)]
+    assert (data["jpg"] if fmt == "tar" else data) == b"latin-1 named"
+    assert labels[f"{base}/cat/{latin1}"] == 0
+    assert base in db.read_manifest_hashes(_pack.manifest_path(out))
+
+
 def test_cli_pack_imagefolder_and_index(tmp_path, imagefolder):
     src, files = imagefolder
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
