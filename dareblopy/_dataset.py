@@ -76,6 +76,8 @@ bounds how many are open at once.
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import os
 import sys
 import threading
@@ -358,6 +360,14 @@ class ShardedDataset:
                 "seed": self.seed, "shuffle": self.shuffle,
                 "shuffle_buffer": self.shuffle_buffer}
 
+    def _shard_fingerprint(self) -> Dict[str, Any]:
+        """Which shards hold the positions: digests of the shards' names
+        (their ``sort_key`` without the folder part, so the same files
+        resume from another folder or node) and of their sample counts.
+        Equal counts from other shards would name other samples."""
+        names = [str(getattr(s, "sort_key", None) or "").split("\0")[0] for s in self.shards]
+        return {"shard_names": _digest(names), "shard_lengths": _digest(self.lengths.tolist())}
+
     def _setup_fingerprint(self) -> Dict[str, Any]:
         """The settings that shape how a run is cut into batches (checked
         only for states of the old format, which count batches)."""
@@ -376,7 +386,7 @@ class ShardedDataset:
         consumed = min(self.position * self.batch_size, self.samples_per_rank)
         return {"format": 2, "epoch": self.epoch,
                 "remaining": [list(iv) for iv in self.remaining_after(consumed)],
-                **self._order_fingerprint(),
+                **self._order_fingerprint(), **self._shard_fingerprint(),
                 # informational: where the saving run stood
                 "position": self.position, **self._setup_fingerprint()}
 
@@ -385,8 +395,15 @@ class ShardedDataset:
         order (and, for the old format, for this setup)."""
         mine = {**self._order_fingerprint(), **(self._setup_fingerprint() if old_format else {})}
         diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
-        if diff:
-            detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        details = [f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items()]
+        # states saved before shard fingerprints existed lack them
+        shards = self._shard_fingerprint()
+        for key, what in (("shard_names", "the shards' names differ"),
+                          ("shard_lengths", "the shards' sample counts differ")):
+            if key in state and state[key] != shards[key]:
+                details.append(what)
+        if details:
+            detail = ", ".join(details)
             extra = (" (a state saved before elastic resumption only loads into the same "
                      "world size and batch size)" if old_format else "")
             raise ValueError(f"ShardedDataset.load_state_dict: the saved state is for a "
@@ -621,6 +638,11 @@ class ShardedDataset:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._leases = _Leases(self.shards, self.max_open_shards)
+
+
+def _digest(values: List) -> str:
+    """A short digest of a JSON-able list (states stay small with many shards)."""
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
 
 
 def _failed_name(shard, index: int) -> str:

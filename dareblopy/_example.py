@@ -5,7 +5,6 @@ The builder is Python: writing is rare next to reading, the protobuf
 encoding is a few lines, and it keeps libdbr a reader."""
 from __future__ import annotations
 
-import enum
 import struct
 from collections import namedtuple
 from typing import Dict, List, Sequence
@@ -14,10 +13,11 @@ import numpy as np
 
 from ._batch import Outcomes, check_errors_mode
 from ._errors import InvalidArgumentError, check, error_from_code
+from ._enums import LegacyIntEnum
 from ._ffi import ffi, lib
 
 
-class DataType(enum.IntEnum):
+class DataType(LegacyIntEnum):
     """Feature value types, as in DareBlopy (``db.uint8`` is raw bytes that
     fill a uint8 array: DareBlopy's zero-copy image feature)."""
 
@@ -281,6 +281,8 @@ class RecordParser:
         lens = ffi.new("size_t[]", max(1, n))
         keep = []
         for i, r in enumerate(records):
+            if isinstance(r, str):  # DareBlopy 0.0.5 (pybind11) took str as UTF-8
+                r = r.encode()
             buf = ffi.from_buffer(r)
             keep.append(buf)
             ptrs[i] = buf
@@ -373,7 +375,11 @@ def _whole(f, arr, index) -> bool:
 
 
 def _check_inplace(f, arr, index):
-    if (not isinstance(arr, np.ndarray) or arr.dtype != f.np_dtype or not arr.flags.c_contiguous
+    if not isinstance(arr, np.ndarray) or arr.dtype != f.np_dtype:
+        # the type is wrong, not the value: TypeError, as 0.0.5 (numpy's cast) raised
+        raise TypeError(f"feature '{f.name}': parse_single_example_inplace needs a numpy "
+                        f"array of dtype {f.np_dtype}, not {getattr(arr, 'dtype', type(arr))}")
+    if (not arr.flags.c_contiguous
             or not arr.flags.writeable
             or not (_whole(f, arr, index) or
                     (arr.shape[1:] == f.shape and 0 <= index < arr.shape[0]))):

@@ -13,7 +13,6 @@ finds ``None`` and raises ValueError.  What a handle was made from (an
 archive, a mount's archive, a reader's file) is held by libdbr itself."""
 from __future__ import annotations
 
-import enum
 import os
 import threading
 from typing import List, Optional, Sequence, Union
@@ -23,13 +22,14 @@ import numpy as np
 from ._buffers import as_uint8_out, cells, encode_path, new_bytes, resolve_shape
 from ._batch import Outcomes, check_errors_mode
 from ._errors import UnsupportedError, check, error_from_code
+from ._enums import LegacyIntEnum
 from ._ffi import ffi, lib
 from ._status import Status
 
 PathLike = Union[str, bytes, os.PathLike]
 
 
-class Mode(enum.IntEnum):
+class Mode(LegacyIntEnum):
     """Open modes, as in DareBlopy.  libdbr reads; only ``read`` is accepted."""
 
     read = 0
@@ -51,6 +51,16 @@ class Location(os.PathLike):
 
     def __repr__(self) -> str:
         return f"Location({self.path!r})"
+
+
+class _CallablePath(str):
+    """A path string that can also be called: DareBlopy 0.0.5's ``File.path``
+    was a method (``f.path()``), ours is a property (``f.path``); both work."""
+
+    __slots__ = ()
+
+    def __call__(self) -> str:
+        return str(self)
 
 
 class File:
@@ -95,7 +105,8 @@ class File:
 
     @property
     def path(self) -> str:
-        return ffi.string(lib.dbr_file_path(self._h())).decode("utf-8", "surrogateescape")
+        return _CallablePath(
+            ffi.string(lib.dbr_file_path(self._h())).decode("utf-8", "surrogateescape"))
 
     def size(self) -> int:
         return lib.dbr_file_size(self._h())
@@ -206,10 +217,12 @@ def open_as_bytes(path: PathLike) -> bytes:
     return _bytes_then_close(_file_open(encode_path(path), out), out)
 
 
-def open_as_numpy_ubyte(path: PathLike, shape=None, out: Optional[np.ndarray] = None) -> np.ndarray:
+def open_as_numpy_ubyte(filename: PathLike, shape=None,
+                        out: Optional[np.ndarray] = None) -> np.ndarray:
     """Reads an OS file into a uint8 array of ``shape`` (one entry may be
-    -1), or into the caller's ``out`` array."""
-    handle = _open_os(encode_path(path))
+    -1), or into the caller's ``out`` array.  (``filename``: 0.0.5's
+    keyword.)"""
+    handle = _open_os(encode_path(filename))
     try:
         return read_whole_as_numpy(handle, shape, out)
     finally:

@@ -216,15 +216,15 @@ def jpeg_make_seekable(buffer, restart_mcus: int = 0) -> bytes:
     return ffi.buffer(dst, out_len[0])[:]
 
 
-def read_jpg_as_numpy(path, use_turbo: bool = False) -> np.ndarray:
-    """DareBlopy's name: decodes a JPEG file to ``H x W x 3`` RGB.  The
-    accurate decoder is used either way; ``use_turbo`` is accepted for
-    compatibility (libjpeg-turbo's SIMD is always on)."""
-    data = open_as_bytes(path)
+def read_jpg_as_numpy(filename, use_turbo: bool = False) -> np.ndarray:
+    """DareBlopy's name (and keywords): decodes a JPEG file to ``H x W x 3``
+    RGB.  The accurate decoder is used either way; ``use_turbo`` is accepted
+    for compatibility (libjpeg-turbo's SIMD is always on)."""
+    data = open_as_bytes(filename)
     try:
         return decode_jpeg(data)
     except DbrError as err:
-        raise type(err)(f"{os.fsdecode(encode_path(path))}: {err}") from None
+        raise type(err)(f"{os.fsdecode(encode_path(filename))}: {err}") from None
 
 
 def _displayed_size(buffer, apply_orientation):

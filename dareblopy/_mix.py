@@ -104,6 +104,23 @@ class MixedDataset:
         self.seed = int(seed)
         self.loader_threads, self.queue_size = int(loader_threads), int(queue_size)
         self.set_epoch(int(epoch))
+        if self._length == 0:
+            self._refuse_empty_epoch()
+
+    def _refuse_empty_epoch(self) -> None:
+        """An epoch ends when a source runs out, so a source too small for
+        one batch would end every epoch before it starts, and the other
+        sources would never be read: say so instead of yielding nothing."""
+        wanted = self.counts_before(self.batch_size)
+        for i, (d, want) in enumerate(zip(self.sources, wanted)):
+            have = d.samples_per_rank
+            if want > have:
+                raise ValueError(
+                    f"mix: source {i} has {have} samples for rank {self.rank} and a batch of "
+                    f"{self.batch_size} takes {want} of them, so an epoch of this mix has no "
+                    f"batch; lower the batch size or source {i}'s weight, or give it more "
+                    f"samples")
+        raise ValueError(f"mix: an epoch of this mix has no batch for rank {self.rank}")
 
     # ---- counts
 
@@ -153,7 +170,7 @@ class MixedDataset:
         consumed = self.counts_before(self.position * self.batch_size)
         return {"format": 2, "kind": "mix", "epoch": self.epoch, "weights": self.weights,
                 "seed": self.seed, "position": self.position,
-                "sources": [{**d._order_fingerprint(),
+                "sources": [{**d._order_fingerprint(), **d._shard_fingerprint(),
                              "remaining": [list(iv) for iv in d.remaining_after(c)]}
                             for d, c in zip(self.sources, consumed)]}
 
@@ -161,7 +178,8 @@ class MixedDataset:
         if state.get("kind") != "mix" or len(state.get("sources", ())) != len(self.sources):
             raise ValueError("MixedDataset.load_state_dict: the state is not from a mix of "
                              f"{len(self.sources)} datasets")
-        if state["weights"] != self.weights or state["seed"] != self.seed:
+        # [3, 1] and [0.75, 0.25] are the same mix: compare the proportions
+        if _integer_weights(state["weights"]) != self._units or state["seed"] != self.seed:
             raise ValueError(f"MixedDataset.load_state_dict: saved weights {state['weights']} "
                              f"and seed {state['seed']}, now {self.weights} and {self.seed}")
         for d, saved in zip(self.sources, state["sources"]):

@@ -10,7 +10,6 @@ inflating from the start, so random access raises UnsupportedError and the
 randomized yielders shuffle compressed files through a buffer instead."""
 from __future__ import annotations
 
-import enum
 import operator
 import os
 import threading
@@ -24,6 +23,7 @@ from ._atomic import AtomicFile, atomic_write
 from ._buffers import ArrayRecycler, encode_path, new_bytes
 from ._errors import DbrError, InvalidArgumentError, UnsupportedError, check, error_from_code
 from ._example import RecordParser
+from ._enums import LegacyIntEnum
 from ._ffi import ffi, lib
 from ._files import File
 from ._index_cache import index_locations, store_index
@@ -33,7 +33,7 @@ from ._shuffle import SplitMix64, permutation
 INDEX_SUFFIX = ".idx"
 
 
-class Compression(enum.IntEnum):
+class Compression(LegacyIntEnum):
     """TFRecord compression.  The integer values are DareBlopy 0.0.5's
     (``Compression(2)`` is GZIP); ``c_code`` is libdbr's constant."""
 
@@ -187,9 +187,12 @@ class RecordReader:
     access and need a plain file; ``len`` and ``[]`` build the index on
     first use.  CRCs are verified unless ``verify_crc=False``."""
 
-    def __init__(self, file, compression=None, verify_crc: bool = True,
-                 max_record_size: int = 0):
-        self._file = _as_file(file)
+    def __init__(self, file=None, compression=None, verify_crc: bool = True,
+                 max_record_size: int = 0, *, filename=None):
+        if (file is None) == (filename is None):
+            raise TypeError("RecordReader needs one of file or filename (a path or a File)")
+        self._file = _as_file(file if filename is None else filename)
+        self._cursor = None  # the stream next() reads from, once next() is used
         self.compression = _compression(compression)
         self.verify_crc = bool(verify_crc)
         self.max_record_size = int(max_record_size)
@@ -204,6 +207,18 @@ class RecordReader:
         return self._file.path
 
     def __iter__(self):
+        # DareBlopy 0.0.5's reader was its own iterator, so 0.0.5 code may
+        # call next(reader) (to skip a header record, say) and then loop over
+        # the rest.  Once next() has been used, loops go on from its cursor;
+        # a reader never stepped with next() starts a fresh pass per loop.
+        return self._stream() if self._cursor is None else self._cursor
+
+    def __next__(self) -> bytes:
+        if self._cursor is None:
+            self._cursor = self._stream()
+        return next(self._cursor)
+
+    def _stream(self):
         handle = ffi.new("dbr_tfrecord_reader **")
         check(lib.dbr_tfrecord_reader_open(self._file._h(), self.compression.c_code,
                                            int(self.verify_crc), self.max_record_size, handle))
@@ -367,12 +382,22 @@ def _batch_size(n) -> int:
     return n
 
 
+def _filename_list(filenames, who: str) -> List:
+    """The list of files a yielder reads; one path alone is a mistake that
+    would otherwise read each character as a file name."""
+    if isinstance(filenames, (str, bytes, os.PathLike)):
+        raise TypeError(f"{who}: filenames must be a list of paths, not one path "
+                        f"({filenames!r}); pass [{filenames!r}]")
+    return list(filenames)
+
+
 class RecordYielderBasic:
     """Records of several files in order; ``next_n(n)`` returns up to n and
     raises StopIteration when none are left.  Several threads may call it
     (as ``data_loader`` workers do): each record goes to one of them."""
 
     def __init__(self, filenames: Sequence, compression=None):
+        filenames = _filename_list(filenames, "RecordYielderBasic")
         self._records = (r for name in filenames
                          for r in RecordReader(name, compression))
         self._lock = threading.Lock()
@@ -471,7 +496,7 @@ class RecordYielderRandomized:
     def __init__(self, filenames: Sequence, buffer_size: int = 1000, seed: int = None,
                  epoch: int = 0, compression=None):
         compression = _compression(compression)
-        filenames = [os.fspath(n) for n in filenames]
+        filenames = [os.fspath(n) for n in _filename_list(filenames, "RecordYielderRandomized")]
         seed = _seed(seed)
         if compression == Compression.NONE:
             self._plan = _Plan(filenames, seed, epoch, window=int(buffer_size))

@@ -230,12 +230,13 @@ class Archive(ArchiveBase):
         check(lib.dbr_zip_open_entry(self._h(), index, out))
         return File(out[0])
 
-    def read_jpg_as_numpy(self, name: PathLike, *args, **kwargs) -> np.ndarray:
-        """Decodes a JPEG entry to an HxWxC uint8 array (see
-        ``dareblopy.read_jpg_as_numpy`` for the options)."""
+    def read_jpg_as_numpy(self, filename: PathLike, use_turbo: bool = False,
+                          **options) -> np.ndarray:
+        """Decodes a JPEG entry to an HxWxC uint8 array; ``options`` are
+        ``decode_jpeg``'s.  The signature is DareBlopy 0.0.5's (``use_turbo``
+        is accepted and ignored: libjpeg-turbo's SIMD is always on)."""
         from ._jpeg import decode_jpeg  # the JPEG module is optional here
-        kwargs.pop("use_turbo", None)  # DareBlopy's flag: always turbo now
-        return decode_jpeg(self.open_as_bytes(name), *args, **kwargs)
+        return decode_jpeg(self.open_as_bytes(filename), **options)
 
     def _mount_into(self, vfs) -> None:
         check(lib.dbr_vfs_mount_zip(vfs, self._h()))

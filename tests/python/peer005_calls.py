@@ -583,6 +583,67 @@ def data_loader_over_dataset_iterator(db):
     return list(db.data_loader(it, collator=lambda b: b[0].sum(axis=(1, 2, 3))))
 
 
+# ---- argument forms 0.0.5 code uses ------------------------------------------
+
+@case
+def keyword_names(db):
+    """0.0.5's keyword names (pybind11 kept the C++ parameter names)."""
+    return [db.open_as_numpy_ubyte(filename=R + "not_a_record.bin"),
+            Pixels(db.read_jpg_as_numpy(filename=R + "test_image.jpg", use_turbo=True)),
+            Pixels(db.open_zip_archive(R + "test_image_archive.zip").read_jpg_as_numpy(
+                filename="0.jpg", use_turbo=False)),
+            len(list(db.RecordReader(filename=PLAIN[0], compression=db.Compression.NONE))),
+            len(list(db.RecordReader(file=db.FileSystem().open(PLAIN[0]))))]
+
+
+@case
+def archive_read_jpg_use_turbo_positional(db):
+    a = db.open_zip_archive(R + "test_image_archive.zip")
+    return [Pixels(a.read_jpg_as_numpy("0.jpg", True)), Pixels(a.read_jpg_as_numpy("0.jpg", False))]
+
+
+@case
+def file_path_is_a_method(db):
+    f = db.FileSystem().open(R + "not_a_record.bin")
+    return os.path.basename(f.path())
+
+
+@case
+def record_reader_next(db):
+    """0.0.5's RecordReader is its own iterator: next() takes a record, and
+    a loop after it goes on from there (skipping a header record)."""
+    rr = db.RecordReader(PLAIN[1])
+    first = next(rr)
+    rest = [r for r in rr]
+    return [first, len(rest), rest[0], rr.read_record(0) == first]
+
+
+@case
+def parse_str_record(db):
+    """pybind11 turned a str into its UTF-8 bytes; a str that is not an
+    Example fails like any malformed record."""
+    p = db.RecordParser({"label": db.FixedLenFeature([], db.int64)})
+    return p.parse_single_example(mixed_records()[0].decode("latin-1"))
+
+
+@case
+def yielder_given_one_filename(db):
+    """A str where 0.0.5 wants a list of filenames: refused with TypeError."""
+    return db.RecordYielderBasic(PLAIN[0])
+
+
+@case
+def inplace_wrong_dtype(db):
+    p = db.RecordParser({"pixels": db.FixedLenFeature([2, 3], db.uint8)})
+    p.parse_single_example_inplace(mixed_records()[0], [np.zeros([2, 3], np.float32)], 0)
+
+
+@case
+def enum_str(db):
+    return [str(db.Compression.GZIP), str(db.Mode.read), str(db.float32),
+            "%s" % db.Compression.NONE]
+
+
 if __name__ == "__main__":
     # argv: fixture folder, output pickle[, case names...]
     import dareblopy

@@ -10,6 +10,7 @@ import pytest
 
 import dareblopy as db
 from dareblopy._split import RunSplit
+from test_mix import MemoryShard
 
 
 @pytest.fixture
@@ -136,3 +137,50 @@ def test_run_split_never_loses_or_repeats_positions():
             assert counts.min() >= 1 and counts.sum() - n <= padding
         else:  # the runs before the last drop nothing: their tails carry over
             assert counts.max() <= 1 and n - counts.sum() == dropped
+
+
+def _tree(root, names):
+    for i, name in enumerate(names):
+        p = root / f"c{i % 3}" / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(bytes([i]))
+    return root
+
+
+def test_a_state_for_other_shards_is_refused(tree, tmp_path_factory):
+    """Same sample count, shard count and seed, other files: the positions
+    would name other samples, so the state is refused, naming why."""
+    state = make(tree, 0, 1).state_dict()
+    other = _tree(tmp_path_factory.mktemp("other"), [f"{i:03d}.jpg" for i in range(60)])
+    with pytest.raises(ValueError, match="shards' names"):
+        make(other, 0, 1).load_state_dict(state)
+
+
+def test_a_state_for_shards_of_other_sizes_is_refused():
+    """The same shard names and total, the samples spread differently (a
+    shard rewritten): positions would name other samples."""
+    def ds(counts):
+        return db.ShardedDataset([MemoryShard(f"s{k}-", n) for k, n in enumerate(counts)], 4)
+    state = ds([10, 10, 10]).state_dict()
+    with pytest.raises(ValueError, match="sample counts"):
+        ds([9, 11, 10]).load_state_dict(state)
+
+
+def test_a_state_follows_the_same_files_to_another_folder(tree, tmp_path_factory):
+    ds = make(tree, 0, 1)
+    first = next(iter(ds))["keys"]
+    state = json.loads(json.dumps(ds.state_dict()))
+    copy = tmp_path_factory.mktemp("copy")
+    for p in tree.rglob("*.bin"):
+        (copy / p.relative_to(tree)).parent.mkdir(exist_ok=True)
+        (copy / p.relative_to(tree)).write_bytes(p.read_bytes())
+    resumed = make(copy, 0, 1)
+    resumed.load_state_dict(state)
+    rest = [k for b in resumed for k in b["keys"]]
+    assert sorted(first + rest) == sorted(str(p.relative_to(tree)) for p in tree.rglob("*.bin"))
+
+
+def test_a_state_saved_before_shard_fingerprints_still_loads(tree):
+    state = make(tree, 0, 1).state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("shard_")}
+    make(tree, 0, 1).load_state_dict(state)

@@ -1,6 +1,7 @@
 """mix(): batches drawn from several datasets by weight, exactly split over
 ranks and workers, resumable (elastically too)."""
 import collections
+import itertools
 import json
 
 import numpy as np
@@ -155,3 +156,28 @@ def test_bad_mixes_are_refused():
     ds = make()
     with pytest.raises(ValueError, match="weights"):
         db.mix(ds.sources, [0.5, 0.5], batch_size=100).load_state_dict(ds.state_dict())
+
+
+def test_weights_in_other_units_are_the_same_mix():
+    """[3, 1] and [0.75, 0.25] draw the same batches, so each loads the
+    other's state."""
+    ds = db.mix([source("web", 7000), source("cur", 3000)], [3, 1], batch_size=100)
+    it = iter(ds)
+    first = [next(it)["keys"] for _ in range(3)]
+    state = ds.state_dict()
+    same = db.mix([source("web", 7000), source("cur", 3000)], [0.75, 0.25], batch_size=100)
+    assert [b["keys"] for b in itertools.islice(iter(same), 3)] == first
+    resumed = db.mix([source("web", 7000), source("cur", 3000)], [0.75, 0.25], batch_size=100)
+    resumed.load_state_dict(state)
+    rest = keys(resumed)
+    assert not set(rest) & {k for b in first for k in b}
+    assert len(rest) + 300 == len(keys(db.mix([source("web", 7000), source("cur", 3000)],
+                                              [3, 1], batch_size=100)))
+
+
+def test_a_mix_with_no_whole_batch_is_refused():
+    """A source too small for one batch would end every epoch before its
+    first batch: the other sources' samples would never be read, silently."""
+    with pytest.raises(ValueError, match="source 1 has 1 samples? for rank 0.*no batch"):
+        db.mix([source("web", 700), db.ShardedDataset([MemoryShard("one-", 1)], 50)],
+               [0.5, 0.5], batch_size=100)
