@@ -17,7 +17,9 @@ def numbered_label_lines(path: PathLike, integer: bool = True
     file; blank lines and lines starting with '#' are skipped, names may
     hold spaces.  ``integer=False`` yields each label's text (a class name)
     instead."""
-    with open(path, encoding="utf-8") as fh:
+    # surrogateescape: names that are not UTF-8 keep their bytes, as
+    # os.walk and the shard readers give them
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.strip()
             if not line or line.startswith("#"):

@@ -227,6 +227,17 @@ def test_pack_file_names_that_are_not_utf8(tmp_path, fmt):
     assert base in db.read_manifest_hashes(_pack.manifest_path(out))
 
 
+def test_list_file_naming_files_that_are_not_utf8(tmp_path):
+    # A list file written by a shell tool holds the names' bytes as they are.
+    name = os.fsdecode(b"caf\xe9.jpg")
+    (tmp_path / name).write_bytes(b"latin-1 named")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"caf\xe9.jpg 3\n")
+    items, classes = _pack.list_file_items(str(listing))
+    assert classes is None and [(i.name, i.label) for i in items] == [(name, 3)]
+    assert db.read_label_file(listing) == {name: 3}
+
+
 def test_cli_pack_imagefolder_and_index(tmp_path, imagefolder):
     src, files = imagefolder
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
