@@ -87,7 +87,10 @@ class PeakSampler:
 # ---- URLs
 
 @pytest.mark.parametrize("pattern", ["train-{00000..00011}.zip", "a{1..3}b{x,y}", "x{3..1}",
-                                     "s3://b/{a,b,c}-{08..10}", "plain", "{}", "x{a}y{1..2}"])
+                                     "s3://b/{a,b,c}-{08..10}", "plain", "{}", "x{a}y{1..2}",
+                                     "a{001..10}", "a{00..-2}", "t-{0000..0020..5}.tar",
+                                     "a{10..1..-3}", "a{x,{y,z}}b", "s{a..e}.zip", "a{b{1..2}}",
+                                     "a{b{1..2}", "a{,b}c", "{a,b}{c}d"])
 def test_brace_expansion_matches_bash(pattern):
     out = subprocess.run(["bash", "-c", f"printf '%s\\n' {pattern}"], capture_output=True,
                          text=True, check=True).stdout.split()
