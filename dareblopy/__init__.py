@@ -6,7 +6,7 @@ the GIL.  The DareBlopy 0.0.5 names work; modern entry points stand beside
 them.
 """
 from ._ffi import ffi as _ffi, lib as _lib
-from ._errors import (BufferTooSmallError, CorruptDataError, DbrError,
+from ._errors import (ArgumentTypeError, BufferTooSmallError, CorruptDataError, DbrError,
                       EndOfStreamError, InvalidArgumentError,
                       IsADirectoryDbrError, LimitExceededError, NotFoundError,
                       OutOfMemoryError, PermissionDbrError, ReadError,

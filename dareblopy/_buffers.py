@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from ._errors import InvalidArgumentError
+from ._errors import ArgumentTypeError, InvalidArgumentError
 from ._ffi import ffi
 
 _FS_ENCODING = sys.getfilesystemencoding()
@@ -96,7 +96,7 @@ def encode_path(path) -> bytes:
         try:
             raw = os.fsencode(os.fspath(path))
         except TypeError:
-            raise InvalidArgumentError(
+            raise ArgumentTypeError(
                 f"expected a str, bytes or os.PathLike path, not {type(path).__name__}") from None
     if b"\0" in raw:
         raise InvalidArgumentError(f"path {path!r} contains a NUL byte")

@@ -61,6 +61,12 @@ class EndOfStreamError(DbrError, EOFError):
     code = lib.DBR_E_EOF
 
 
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (a path that is an int or None): a
+    TypeError as in Python (and in DareBlopy 0.0.5), and still an
+    InvalidArgumentError, the class dareblopy raised for it before."""
+
+
 _BY_CODE = {cls.code: cls for cls in DbrError.__subclasses__()}
 
 

@@ -653,6 +653,22 @@ def inplace_wrong_dtype(db):
 
 
 @case
+def path_of_the_wrong_type(db):
+    """A path that is not a str (pybind11 refused it with TypeError); the
+    outcome of each call is compared."""
+    out = []
+    for call in (lambda: db.open_as_bytes(123), lambda: db.FileSystem().open(None),
+                 lambda: db.read_jpg_as_numpy(3), lambda: db.RecordReader(5),
+                 lambda: db.open_zip_archive(R + "test_archive.zip").open(3)):
+        try:
+            call()
+            out.append("accepted")
+        except TypeError:
+            out.append("TypeError")
+    return out
+
+
+@case
 def enum_str(db):
     return [str(db.Compression.GZIP), str(db.Mode.read), str(db.float32),
             "%s" % db.Compression.NONE]
