@@ -4,7 +4,9 @@ through fsspec (s3fs for ``s3://``, gcsfs for ``gs://``, aiohttp for
 
 libdbr reads local files only; this module is where bytes cross the
 network.  Every request is retried a bounded number of times with
-exponential backoff, then fails with an error that names the URL.  A
+exponential backoff, then fails with an error that names the URL; a
+server that stops answering fails an attempt after ``timeout`` seconds of
+silence (connecting, or between two reads of a body).  A
 missing object or refused credentials are not retried: asking again gives
 the same answer.
 """
@@ -100,6 +102,29 @@ def _version_of(info: Dict[str, Any]) -> Optional[str]:
     return None
 
 
+def _with_timeouts(url: str, options: Dict[str, Any], seconds: float) -> Dict[str, Any]:
+    """storage_options plus the backend's timeouts for a silent server
+    (connecting, and between two reads), where the caller set none: aiohttp
+    waits 5 minutes by default, botocore 60 s per try of its own retries."""
+    opts = dict(options)
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("http", "https"):
+        import aiohttp
+        client = dict(opts.get("client_kwargs") or {})
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=seconds,
+                                                           sock_read=seconds))
+        opts["client_kwargs"] = client
+    elif scheme in ("s3", "s3a"):
+        config = dict(opts.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", seconds)
+        config.setdefault("read_timeout", seconds)
+        # one try per attempt of ours: botocore's retries inside each would
+        # multiply the wait (s3fs retries some errors once more on top)
+        config.setdefault("retries", {"total_max_attempts": 1})
+        opts["config_kwargs"] = config
+    return opts
+
+
 class RemoteObject:
     """One object at a URL: its size and version, range reads, and chunked
     downloads, with bounded retries.  Picklable: the fsspec filesystem is
@@ -110,11 +135,12 @@ class RemoteObject:
     :class:`ShardChangedError` instead of mixing two versions."""
 
     def __init__(self, url: str, storage_options: Optional[Dict[str, Any]] = None, *,
-                 retries: int = 3, backoff: float = 0.5,
+                 retries: int = 3, backoff: float = 0.5, timeout: float = 60.0,
                  size: Optional[int] = None, version: Optional[str] = None):
         self.url = url
         self.storage_options = dict(storage_options or {})
         self.retries = max(0, int(retries))
+        self.timeout = float(timeout)
         self.backoff = float(backoff)
         self.size = size
         self.version = version
@@ -142,7 +168,8 @@ class RemoteObject:
                 raise ImportError(f"{self.url}: reading URLs needs fsspec and its backend "
                                   f"(pip install 'dareblopy[remote]')") from exc
             try:
-                self._fs, self._path = url_to_fs(self.url, **self.storage_options)
+                self._fs, self._path = url_to_fs(
+                    self.url, **_with_timeouts(self.url, self.storage_options, self.timeout))
             except ImportError as exc:
                 raise ImportError(f"{self.url}: no fsspec backend for this protocol "
                                   f"({exc}); pip install 'dareblopy[remote]'") from exc
@@ -159,9 +186,12 @@ class RemoteObject:
             except (RemoteError, ImportError):
                 raise
             except FileNotFoundError as exc:
-                if getattr(exc.__cause__, "status", None) in (401, 403):  # fsspec's HTTP info
-                    raise RemoteAccessError(self.url, f"access denied ({exc.__cause__})") from exc
-                raise RemoteNotFoundError(self.url, f"not found ({exc})") from exc
+                cause = exc.__cause__  # fsspec's HTTP info says "not found" for any failure
+                if getattr(cause, "status", None) in (401, 403):
+                    raise RemoteAccessError(self.url, f"access denied ({cause})") from exc
+                if not isinstance(cause, OSError) or isinstance(cause, FileNotFoundError):
+                    raise RemoteNotFoundError(self.url, f"not found ({exc})") from exc
+                failure = cause  # a timeout or a refused connection: retried
             except PermissionError as exc:
                 raise RemoteAccessError(self.url, f"access denied ({exc})") from exc
             except Exception as exc:  # network, server and protocol errors
@@ -170,11 +200,12 @@ class RemoteObject:
                     raise RemoteAccessError(self.url, f"access denied ({exc})") from exc
                 if status == 404:
                     raise RemoteNotFoundError(self.url, f"not found ({exc})") from exc
-                if attempt >= self.retries:
-                    raise RemoteError(self.url, f"{what} failed after {attempt + 1} attempts: "
-                                                f"{type(exc).__name__}: {exc}") from exc
-                time.sleep(self.backoff * 2 ** attempt)
-                attempt += 1
+                failure = exc
+            if attempt >= self.retries:
+                raise RemoteError(self.url, f"{what} failed after {attempt + 1} attempts: "
+                                            f"{type(failure).__name__}: {failure}") from failure
+            time.sleep(self.backoff * 2 ** attempt)
+            attempt += 1
 
     def stat(self) -> Tuple[int, Optional[str]]:
         """(size, version) as the server reports them now; the first call

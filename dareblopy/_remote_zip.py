@@ -11,6 +11,12 @@ record, and its zip64 form) to know which bytes to fetch.
 
 The sparse file is unlinked as soon as it is open and lives as long as the
 archive; it holds the fetched bytes only (holes take no disk).
+
+The archive is one version of the object: the one its size and ETag were
+first seen at (a shard's listing).  Opening checks that version after
+reading the directory, and a read that fails (a CRC mismatch, a short
+object) asks the server again, so that bytes of a replaced object raise
+ShardChangedError instead of passing for damage, or for the old entries.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ import threading
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ._errors import DbrError
-from ._remote import RemoteError, RemoteObject
+from ._remote import RemoteError, RemoteObject, ShardChangedError
 from ._zip import Archive
 
 _EOCD = b"PK\x05\x06"
@@ -57,6 +63,24 @@ def _directory_start(obj: RemoteObject, tail: bytes, size: int) -> int:
     return struct.unpack_from("<Q", record, 48)[0]
 
 
+def _changed_since(obj: RemoteObject, exc: BaseException) -> BaseException:
+    """What to raise for exc, a failed read of obj: ShardChangedError
+    when the server now holds another version (the likely cause), else exc
+    with a note naming the URL (libdbr's errors name the sparse file)."""
+    if isinstance(exc, ShardChangedError):
+        return exc
+    try:
+        obj.stat()
+    except ShardChangedError as changed:
+        changed.__cause__ = exc
+        return changed
+    except RemoteError:
+        pass  # the server is out of reach: exc says what failed
+    if isinstance(exc, DbrError) and hasattr(exc, "add_note"):
+        exc.add_note(f"dareblopy: in the remote archive {obj.url}")
+    return exc
+
+
 class RemoteArchive(Archive):
     """A zip at a URL read by range requests (see the module docstring):
     the :class:`Archive` interface, where each read first fetches the
@@ -69,17 +93,21 @@ class RemoteArchive(Archive):
         fd, tmp = tempfile.mkstemp(prefix="dareblopy-remote-", suffix=".zip", dir=scratch_dir)
         try:
             os.ftruncate(fd, size)
-            tail_start = max(0, size - _TAIL)
-            tail = obj.read_range(tail_start, size)
-            cd_start = _directory_start(obj, tail, size)
-            if not 0 <= cd_start <= size:
-                raise RemoteError(obj.url, f"damaged zip (central directory at {cd_start} "
-                                           f"beyond the end, {size})")
-            self._write(fd, tail, tail_start)
-            if cd_start < tail_start:
-                self._write(fd, obj.read_range(cd_start, tail_start), cd_start)
-            options.setdefault("mmap", False)  # pread: later writes are seen at once
-            super().__init__(tmp, **options)
+            try:
+                tail_start = max(0, size - _TAIL)
+                tail = obj.read_range(tail_start, size)
+                cd_start = _directory_start(obj, tail, size)
+                if not 0 <= cd_start <= size:
+                    raise RemoteError(obj.url, f"damaged zip (central directory at {cd_start} "
+                                               f"beyond the end, {size})")
+                self._write(fd, tail, tail_start)
+                if cd_start < tail_start:
+                    self._write(fd, obj.read_range(cd_start, tail_start), cd_start)
+                options.setdefault("mmap", False)  # pread: later writes are seen at once
+                super().__init__(tmp, **options)
+            except (RemoteError, DbrError) as exc:
+                raise _changed_since(obj, exc)
+            obj.stat()  # the directory read is of the version first seen
         except BaseException:
             os.close(fd)
             raise
@@ -137,15 +165,13 @@ class RemoteArchive(Archive):
         return self.remote.url
 
     def _reading(self, names, read):
-        """read() after fetching names' spans; libdbr's errors name the
-        sparse file, so a note names the URL too."""
+        """read() after fetching names' spans; a failure is explained by
+        :func:`_changed_since`."""
         try:
             self._fetch(names)
             return read()
-        except DbrError as exc:
-            if hasattr(exc, "add_note"):
-                exc.add_note(f"dareblopy: in the remote archive {self.remote.url}")
-            raise
+        except (RemoteError, DbrError) as exc:
+            raise _changed_since(self.remote, exc)
 
     def open_as_bytes(self, name) -> bytes:
         return self._reading([name], lambda: super(RemoteArchive, self).open_as_bytes(name))
@@ -163,11 +189,15 @@ class RemoteArchive(Archive):
     def read_entries(self, indices: Sequence[int], threads: int = 0, **options):
         try:
             self.fetch_entries(indices)
-            return super().read_entries(indices, threads, **options)
-        except DbrError as exc:
-            if hasattr(exc, "add_note"):
-                exc.add_note(f"dareblopy: in the remote archive {self.remote.url}")
-            raise
+            out = super().read_entries(indices, threads, **options)
+        except (RemoteError, DbrError) as exc:
+            raise _changed_since(self.remote, exc)
+        if options.get("errors") == "return" and any(isinstance(o, DbrError) for o in out):
+            first = next(o for o in out if isinstance(o, DbrError))
+            changed = _changed_since(self.remote, first)
+            if isinstance(changed, ShardChangedError):  # no entry of a new version passes
+                return [changed] * len(out)
+        return out
 
     def open(self, name):
         return self._reading([name], lambda: super(RemoteArchive, self).open(name))

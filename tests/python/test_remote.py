@@ -650,3 +650,68 @@ def test_a_compressed_tar_cut_short_on_the_server(http, tmp_path):
         assert 300_000 > cache.usage() > len(got) * 12800  # the prefix is counted
         cache.stop()
     assert http.bytes_sent("/cut.tgz") == len(blob) // 2  # downloaded once
+
+
+def test_a_zip_replaced_between_listing_and_reading_by_ranges(http):
+    """Range reads of a zip whose object was replaced after the listing (or
+    after the archive opened) raise ShardChangedError, never the new
+    version's entries under the old version's names."""
+    old = _zip_with([(f"e{j}.bin", bytes([j]) * 3000) for j in range(10)])
+    new = _zip_with([("inserted.bin", b"x" * 10)] +
+                    [(f"e{j}.bin", bytes([100 + j]) * 3000) for j in range(10)])
+    path = http.root_path / "moving.zip"
+    path.write_bytes(old)
+    url = f"{http.url}/moving.zip"
+    shards = db.zip_shards(url)  # lists the old version
+    assert len(shards[0]) == 10
+    time.sleep(0.01)
+    path.write_bytes(new)
+    with pytest.raises(db.ShardChangedError, match="moving.zip"):
+        for batch in db.ShardedDataset(shards, 4, shuffle=False):
+            assert all(d[0] < 100 for d in batch["data"])  # never the new bytes
+    path.write_bytes(old)
+    archive = db.RemoteArchive(RemoteObject(url))
+    time.sleep(0.01)
+    path.write_bytes(_zip_with([(f"e{j}.bin", bytes([50 + j]) * 3000) for j in range(10)]))
+    with pytest.raises(db.ShardChangedError, match="moving.zip"):
+        archive.read_many(["e1.bin", "e2.bin"])
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers (a hung proxy or server)."""
+    import socket
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "s3"])
+def test_a_server_that_never_answers_fails_within_the_timeout(silent_server, scheme):
+    """Every network wait is bounded: a silent server costs `timeout`
+    seconds per attempt (aiohttp alone would wait 5 minutes)."""
+    if scheme == "http":
+        obj = RemoteObject(f"http://{silent_server}/x.zip", retries=1, backoff=0.1, timeout=1)
+    else:
+        obj = RemoteObject("s3://bucket/x.zip", {
+            "key": "k", "secret": "s", "skip_instance_cache": True,
+            "client_kwargs": {"endpoint_url": f"http://{silent_server}",
+                              "region_name": "us-east-1"}},
+            retries=1, backoff=0.1, timeout=1)
+    start = time.monotonic()
+    with pytest.raises(db.RemoteError, match="x.zip: stat failed after 2 attempts"):
+        obj.stat()
+    assert time.monotonic() - start < 30
