@@ -412,6 +412,9 @@ class ShardedDataset:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continues the saved epoch with this dataset's rank, world size and
         batch size: the unread positions are split across the ranks afresh."""
+        if state.get("kind") == "mix":
+            raise ValueError("ShardedDataset.load_state_dict: this is a mix's state "
+                             "(MixedDataset.state_dict); load it into the same mix")
         old_format = "remaining" not in state
         self.check_state(state, old_format)
         epoch = int(state["epoch"])
@@ -430,6 +433,13 @@ class ShardedDataset:
     def resume_run(self, epoch: int, remaining) -> None:
         """Starts a run of ``epoch`` over its unread positions ``remaining``
         (intervals, as in :meth:`state_dict`)."""
+        for iv in remaining:
+            # a hand-edited or damaged state: an inverted interval would
+            # silently drop its samples
+            if not (isinstance(iv, (list, tuple)) and len(iv) == 2 and
+                    all(isinstance(v, (int, np.integer)) for v in iv) and iv[0] <= iv[1]):
+                raise ValueError(f"ShardedDataset.load_state_dict: {iv!r} is not an interval "
+                                 f"[start, end) of unread positions")
         intervals = normalize(remaining)
         if any(a < 0 or b > self.total for a, b in intervals):
             raise ValueError(f"ShardedDataset.load_state_dict: remaining positions "

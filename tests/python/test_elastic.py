@@ -184,3 +184,14 @@ def test_a_state_saved_before_shard_fingerprints_still_loads(tree):
     state = make(tree, 0, 1).state_dict()
     state = {k: v for k, v in state.items() if not k.startswith("shard_")}
     make(tree, 0, 1).load_state_dict(state)
+
+
+def test_malformed_states_are_refused_clearly(tree):
+    ds = make(tree, 0, 1)
+    state = ds.state_dict()
+    with pytest.raises(ValueError, match=r"\[20, 10\] is not an interval"):
+        ds.load_state_dict({**state, "remaining": [[0, 5], [20, 10]]})
+    with pytest.raises(ValueError, match="'x' is not an interval"):
+        ds.load_state_dict({**state, "remaining": ["x"]})
+    with pytest.raises(ValueError, match="a mix's state"):
+        ds.load_state_dict(db.mix([make(tree, 0, 1), make(tree, 0, 1)], [1, 1]).state_dict())
