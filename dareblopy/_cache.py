@@ -45,6 +45,7 @@ epoch has finished, which are not needed again, come first).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -86,6 +87,27 @@ def _drop_inherited_pins() -> None:
 
 
 os.register_at_fork(after_in_child=_drop_inherited_pins)
+
+
+@contextlib.contextmanager
+def _touching(path: str, interval: float = 0.25):
+    """Touches path every interval while the block runs: a download's
+    heartbeat, so that processes waiting for it (see ShardCache.acquire)
+    see it move even while one long range read is arriving; every such read
+    is itself bounded by the remote object's timeout and retries."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(interval):
+            with contextlib.suppress(OSError):
+                os.utime(path)
+    thread = threading.Thread(target=beat, name="dareblopy-download-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class CacheLimitError(OSError):
@@ -290,8 +312,9 @@ class ShardCache:
             return False
         try:
             digest = hashlib.sha256() if sha256 else None
-            obj.download_into(pfd, self.chunk_bytes,
-                              digest.update if digest is not None else None)
+            with _touching(part):
+                obj.download_into(pfd, self.chunk_bytes,
+                                  digest.update if digest is not None else None)
             if digest is not None and digest.hexdigest() != sha256.lower():
                 raise RemoteError(obj.url, f"sha256 {digest.hexdigest()} does not match the "
                                            f"manifest's {sha256}")

@@ -20,8 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 PathLike = Union[str, os.PathLike]
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_BRACE = re.compile(r"\{([^{}]*)\}")
-_RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)")
+_RANGE = re.compile(r"(-?\d+|[A-Za-z])\.\.(-?\d+|[A-Za-z])(?:\.\.(-?\d+))?")
 
 
 # botocore's names for credentials it could not find: asking again cannot help.
@@ -56,27 +55,68 @@ def is_url(path: Any) -> bool:
 
 
 def expand_braces(pattern: str) -> List[str]:
-    """Shell-style brace expansion, as users write shard lists:
-    ``train-{00000..00099}.zip`` (zero-padded when an end is), ``{a,b}``;
-    braces holding neither ``..`` nor ``,`` stay as they are."""
-    m = _BRACE.search(pattern)
+    """Shell-style brace expansion, as bash expands the shard lists users
+    write: ``train-{00000..00099}.zip`` (zero-padded when an end is),
+    ``{0..100..10}`` (a step), ``{a..f}``, ``{a,b}``, nested ``{a,{b,c}}``;
+    braces holding neither a range nor a top-level comma stay as they are."""
+    at = 0
+    while True:
+        start = pattern.find("{", at)
+        if start < 0:
+            return [pattern]
+        end, commas = _closing_brace(pattern, start)
+        if end is None:  # unmatched: a literal brace
+            at = start + 1
+            continue
+        body = pattern[start + 1:end]
+        if commas:
+            cuts = [start] + commas + [end]
+            alternatives = [x for a, b in zip(cuts, cuts[1:])
+                            for x in expand_braces(pattern[a + 1:b])]
+        else:
+            alternatives = _sequence(body)
+            if alternatives is None:  # not an expansion: look inside and beyond
+                at = start + 1
+                continue
+        head, rests = pattern[:start], expand_braces(pattern[end + 1:])
+        return [head + alt + rest for alt in alternatives for rest in rests]
+
+
+def _closing_brace(pattern: str, start: int) -> Tuple[Optional[int], List[int]]:
+    """(index of the brace closing the one at start, or None; indexes of
+    the commas at its top level)."""
+    depth, commas = 0, []
+    for k in range(start, len(pattern)):
+        c = pattern[k]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return k, commas
+        elif c == "," and depth == 1:
+            commas.append(k)
+    return None, []
+
+
+def _sequence(body: str) -> Optional[List[str]]:
+    """The items of ``a..b`` or ``a..b..step`` (integers or single
+    letters), as bash lists them; None when body is neither."""
+    m = _RANGE.fullmatch(body)
     if m is None:
-        return [pattern]
-    head, body, tail = pattern[:m.start()], m.group(1), pattern[m.end():]
-    r = _RANGE.fullmatch(body)
-    if r:
-        a, b = r.groups()
-        lo, hi = int(a), int(b)
-        padded = any(len(s.lstrip("-")) > 1 and s.lstrip("-")[0] == "0" for s in (a, b))
-        width = max(len(a), len(b)) if padded else 0
-        step = 1 if hi >= lo else -1
-        alternatives = [str(i).zfill(width) for i in range(lo, hi + step, step)]
-    elif "," in body:
-        alternatives = body.split(",")
-    else:  # not an expansion: keep the braces, expand what follows
-        return [head + "{" + body + "}" + rest for rest in expand_braces(tail)]
-    rests = expand_braces(tail)
-    return [head + alt + rest for alt in alternatives for rest in rests]
+        return None
+    a, b, step = m.groups()
+    step = abs(int(step or 1)) or 1  # bash: the sign of a step is ignored, 0 means 1
+    if a.lstrip("-").isdigit() != b.lstrip("-").isdigit():
+        return None
+    if not a.lstrip("-").isdigit():
+        lo, hi = ord(a), ord(b)
+        return [chr(c) for c in range(lo, hi + (1 if hi >= lo else -1), step if hi >= lo else -step)]
+    lo, hi = int(a), int(b)
+    padded = any(len(s.lstrip("-")) > 1 and s.lstrip("-")[0] == "0" for s in (a, b))
+    width = max(len(a), len(b)) if padded else 0
+    direction = 1 if hi >= lo else -1
+    return [str(i).zfill(width) for i in range(lo, hi + direction, step * direction)]
 
 
 def shard_locations(paths: Union[PathLike, Sequence[PathLike]]) -> List[Union[str, os.PathLike]]:

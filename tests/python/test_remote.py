@@ -87,7 +87,10 @@ class PeakSampler:
 # ---- URLs
 
 @pytest.mark.parametrize("pattern", ["train-{00000..00011}.zip", "a{1..3}b{x,y}", "x{3..1}",
-                                     "s3://b/{a,b,c}-{08..10}", "plain", "{}", "x{a}y{1..2}"])
+                                     "s3://b/{a,b,c}-{08..10}", "plain", "{}", "x{a}y{1..2}",
+                                     "a{001..10}", "a{00..-2}", "t-{0000..0020..5}.tar",
+                                     "a{10..1..-3}", "a{x,{y,z}}b", "s{a..e}.zip", "a{b{1..2}}",
+                                     "a{b{1..2}", "a{,b}c", "{a,b}{c}d"])
 def test_brace_expansion_matches_bash(pattern):
     out = subprocess.run(["bash", "-c", f"printf '%s\\n' {pattern}"], capture_output=True,
                          text=True, check=True).stdout.split()
@@ -715,3 +718,24 @@ def test_a_server_that_never_answers_fails_within_the_timeout(silent_server, sch
     with pytest.raises(db.RemoteError, match="x.zip: stat failed after 2 attempts"):
         obj.stat()
     assert time.monotonic() - start < 30
+
+
+def test_a_slow_download_is_not_taken_for_a_stalled_one(http, tmp_path):
+    """A process waiting for another's download gives up only when that
+    download stops moving, not while one long range read is still arriving
+    (a slow link, or a server answering retries slowly)."""
+    blob = os.urandom(600_000)
+    (http.root_path / "slow.bin").write_bytes(blob)
+    http.rate = 200_000  # one range read (the whole shard) takes about 3 s
+    url = f"{http.url}/slow.bin"
+    cache_dir = str(tmp_path / "c")
+    first = _spawn(_fetch_code(cache_dir, url, 4 << 20))
+    _wait_for(lambda: os.path.isdir(cache_dir) and any(
+        n.endswith(".part") for n in os.listdir(cache_dir)))
+    cache = db.ShardCache(cache_dir, 4 << 20, stall_timeout=1)
+    path, pin = cache.acquire(RemoteObject(url))
+    cache.release(pin)
+    assert open(path, "rb").read() == blob
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert http.bytes_sent("/slow.bin") == len(blob)  # downloaded once
