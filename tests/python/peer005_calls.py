@@ -583,6 +583,20 @@ def data_loader_over_dataset_iterator(db):
     return list(db.data_loader(it, collator=lambda b: b[0].sum(axis=(1, 2, 3))))
 
 
+@divergent
+def filesystems_share_state(db):
+    """0.0.5's FileSystem objects are views of one process-wide file system."""
+    a, b = db.FileSystem(), db.FileSystem()
+    a.push_search_path(R)
+    a.mount_archive(db.open_zip_archive(R + "test_archive.zip"))
+    return [b.exists("not_a_record.bin"), b.exists("test.txt")]
+
+
+@divergent
+def filesystem_open_directory(db):
+    return db.FileSystem().open("test_utils")
+
+
 # ---- argument forms 0.0.5 code uses ------------------------------------------
 
 @case

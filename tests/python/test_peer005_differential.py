@@ -262,6 +262,24 @@ def test_negative_next_n(fixtures, tmp_path):
     assert ours[0] == "raise" and "ValueError" in ours[1]
 
 
+def test_filesystems_are_independent(fixtures, tmp_path):
+    # A deliberate difference, not a fix of 0.0.5: its FileSystem objects
+    # share one set of search paths and mounts; ours are independent, so a
+    # library's FileSystem cannot change what another part of a program opens.
+    rc, res = peer_alone(fixtures, tmp_path, "filesystems_share_state")
+    assert res["filesystems_share_state"] == ("ok", ("list", [("bool", True), ("bool", True)]))
+    assert ours_alone(fixtures, "filesystems_share_state") == \
+        ("ok", ("list", [("bool", False), ("bool", False)]))
+
+
+def test_open_of_a_directory(fixtures, tmp_path):
+    # 0.0.5 returns None, as for a missing file; ours says what is wrong
+    rc, res = peer_alone(fixtures, tmp_path, "filesystem_open_directory")
+    assert res["filesystem_open_directory"] == ("ok", ("NoneType", None))
+    ours = ours_alone(fixtures, "filesystem_open_directory")
+    assert ours[0] == "raise" and "IsADirectoryError" in ours[1] and "test_utils" in ours[3]
+
+
 # ---- 0.0.5's own suite, run by 0.0.5: the port is faithful -------------------
 
 def test_upstream_suite_under_005(fixtures):
