@@ -54,6 +54,15 @@ def is_url(path: Any) -> bool:
     return isinstance(path, str) and bool(_SCHEME.match(path)) and not path.startswith("file://")
 
 
+def file_name(location: str) -> str:
+    """The file name of a shard's path or URL, which its samples are named
+    by: a URL's query (a presigned URL's signature, s3fs's ``?versionId=``)
+    is no part of it."""
+    if is_url(location):
+        return location.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return os.path.basename(location)
+
+
 def expand_braces(pattern: str) -> List[str]:
     """Shell-style brace expansion, as bash expands the shard lists users
     write: ``train-{00000..00099}.zip`` (zero-padded when an end is),
@@ -198,7 +207,7 @@ class RemoteObject:
 
     @property
     def name(self) -> str:
-        return self.url.rstrip("/").rsplit("/", 1)[-1]
+        return file_name(self.url)
 
     def _filesystem(self):
         if self._fs is None or self._pid != os.getpid():

@@ -36,6 +36,7 @@ import numpy as np
 from ._errors import CorruptDataError, DbrError, error_from_code
 from ._ffi import ffi, lib
 from ._files import read_files
+from ._remote import file_name
 from ._source import resolve as resolve_sources
 
 __all__ = ["ShardReader", "ArchiveShard", "Sample", "DirectoryShard", "ZipShard", "TFRecordShard",
@@ -304,7 +305,7 @@ class ArchiveShard(ShardReader):
 
     @property
     def sort_key(self) -> Optional[str]:
-        return os.path.basename(self.path) + "\0" + self.path
+        return file_name(self.path) + "\0" + self.path
 
     def close(self) -> None:
         archive = self._archive.drop()
@@ -378,7 +379,7 @@ class ZipShard(ArchiveShard):
         return len(self._entries())
 
     def name(self, index: int) -> str:
-        return os.path.basename(self.path) + "/" + self._entries()[index]
+        return file_name(self.path) + "/" + self._entries()[index]
 
     def entry(self, index: int) -> int:
         """The central-directory index of sample ``index``."""
@@ -488,7 +489,7 @@ class TFRecordShard(ShardReader):
         return self._count
 
     def _fallback_name(self, index: int) -> str:
-        return f"{os.path.basename(self.path)}/{index}"
+        return f"{file_name(self.path)}/{index}"
 
     def name(self, index: int) -> str:
         if self.features[1] is None:
@@ -507,7 +508,7 @@ class TFRecordShard(ShardReader):
 
     @property
     def sort_key(self) -> Optional[str]:
-        return os.path.basename(self.path) + "\0" + self.path
+        return file_name(self.path) + "\0" + self.path
 
     def read(self, indices: Sequence[int], threads: int = 1) -> List[Union[bytes, Exception]]:
         return [s if isinstance(s, BaseException) else s.data

@@ -30,6 +30,7 @@ from ._errors import (CorruptDataError, DbrError, InvalidArgumentError, NotFound
 from ._ffi import ffi, lib
 from ._archive import ArchiveBase, ArchiveFunctions
 from ._files import File, PathLike
+from ._remote import file_name
 from ._shards import ArchiveShard, Sample
 from ._tar_decompress import readable_tar
 
@@ -371,7 +372,7 @@ class TarShard(ArchiveShard):
         return self._table()[index][0]
 
     def name(self, index: int) -> str:
-        return os.path.basename(self.path) + "/" + self._table()[index][0]
+        return file_name(self.path) + "/" + self._table()[index][0]
 
     def fields(self, index: int) -> List[str]:
         """The extensions sample ``index`` has, in archive order."""

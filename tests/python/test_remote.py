@@ -739,3 +739,21 @@ def test_a_slow_download_is_not_taken_for_a_stalled_one(http, tmp_path):
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     assert http.bytes_sent("/slow.bin") == len(blob)  # downloaded once
+
+
+def test_a_signed_url_names_its_samples_by_the_file_alone(http, tmp_path):
+    """A presigned URL's query (signature, expiry) is no part of the shard's
+    file name: samples are named as for the bare URL, and the manifest's
+    hash for that file name is checked."""
+    blob, samples = make_zip(61, entries=3)
+    (http.root_path / "signed.zip").write_bytes(blob)
+    url = f"{http.url}/signed.zip?X-Amz-Signature=deadbeef&X-Amz-Expires=3600"
+    want = sorted(f"signed.zip/s61/{k}" for k in samples)
+    assert sorted(k for b in db.ShardedDataset(db.zip_shards(url), 4) for k in b["keys"]) == want
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text(f"# sha256\tsigned.zip\t{len(blob)}\t{'0' * 64}\n")
+    cache = db.ShardCache(str(tmp_path / "c"), 1 << 20)
+    (shard,) = db.zip_shards(url, cache=cache, manifest=str(manifest))
+    (err,) = shard.read([0])
+    assert isinstance(err, db.RemoteError) and "sha256" in str(err)
+    shard.close()
