@@ -26,16 +26,12 @@ damage in a note beside it (the download stays what it is until the server
 holds a new version, which replaces both)."""
 from __future__ import annotations
 
-import bz2
 import contextlib
 import fcntl
 import glob
-import gzip
 import hashlib
-import lzma
 import os
 import tempfile
-import zlib
 from typing import Iterator, Optional, Tuple
 
 from ._errors import CorruptDataError, UnsupportedError
@@ -45,7 +41,17 @@ __all__ = ["compression_of", "readable_tar"]
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
           (b"\x28\xb5\x2f\xfd", "zstd"))
-_OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+_MODULES = {"gzip": "gzip", "bzip2": "bz2", "xz": "lzma"}  # imported when needed: a
+# Python built without libbz2 or liblzma still imports dareblopy
+
+
+def _opener(kind: str, path: str):
+    import importlib
+    try:
+        return importlib.import_module(_MODULES[kind]).open
+    except ImportError as exc:
+        raise UnsupportedError(f"tar '{path}' is {kind}-compressed, and this Python has no "
+                               f"{_MODULES[kind]} module ({exc})") from None
 
 
 def compression_of(path: str) -> Optional[str]:
@@ -71,7 +77,7 @@ def readable_tar(path: str, cache_dir: Optional[str] = None, place=None
     if kind is None:
         yield path, None
         return
-    if kind not in _OPENERS:
+    if kind not in _MODULES:
         raise UnsupportedError(f"tar '{path}' is {kind}-compressed, which dareblopy cannot "
                                f"decompress (gzip, bzip2 and xz it can): decompress it first")
     if place is not None:
@@ -141,7 +147,7 @@ def _decompress(path: str, kind: str, fd: int, reserve=None) -> Optional[Corrupt
     size)``, when given, is asked for room before the file grows past what
     it allocated last (it returns the size it allocated)."""
     damage, allocated = None, 0
-    with _OPENERS[kind](path, "rb") as src, os.fdopen(fd, "wb") as dst:
+    with _opener(kind, path)(path, "rb") as src, os.fdopen(fd, "wb") as dst:
         while True:
             try:
                 # read1: whatever one step decompresses, so a cut loses nothing
@@ -151,7 +157,7 @@ def _decompress(path: str, kind: str, fd: int, reserve=None) -> Optional[Corrupt
                 damage = CorruptDataError(f"tar '{path}': its {kind} stream is cut off after "
                                           f"{dst.tell()} decompressed bytes (truncated?): {exc}")
                 break
-            except (OSError, zlib.error, lzma.LZMAError) as exc:
+            except Exception as exc:  # OSError, zlib.error, lzma.LZMAError
                 raise CorruptDataError(f"tar '{path}': its {kind} stream is damaged ({exc}); "
                                        f"nothing of it is read") from None
             if not block:
